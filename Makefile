@@ -1,0 +1,43 @@
+# tumorpde — set-up, demo and tests.  Every target creates .venv/ on first use.
+SHELL := /bin/bash
+VENV  ?= .venv
+PY    := $(VENV)/bin/python
+NP    ?= 2
+DEMO  ?= quickstart
+PYTEST_FLAGS ?= -q
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-serial test-mpi verify lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/find-python
+	@set -e; if [ ! -x $(PY) ]; then \
+	  py=$$(scripts/find-python); echo "creating $(VENV) with $$py"; \
+	  $$py -m venv $(VENV); fi
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[fenics,test,plot]"
+	$(PY) -c "import tumorpde.compat as c; c.import_dolfinx(); print('tumorpde set up:', c.versions())"
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/tumorpde run $(DEMO) -o out/demo
+
+test: test-serial test-mpi
+
+test-serial: $(STAMP)
+	$(PY) -m pytest $(PYTEST_FLAGS) -m "not convergence"
+
+# Library tests again on $(NP) ranks; the CLI tests launch their own mpiexec runs
+# in the serial session, so they are deselected here.
+test-mpi: $(STAMP)
+	$(VENV)/bin/mpiexec -n $(NP) $(PY) -m pytest $(PYTEST_FLAGS) -p no:cacheprovider -m "not convergence and not subprocess"
+
+verify: $(STAMP)
+	$(PY) -m pytest $(PYTEST_FLAGS) -m convergence
+
+lint: $(STAMP)
+	$(PY) -m ruff check tumorpde tests
+
+clean:
+	rm -rf out build *.egg-info .pytest_cache

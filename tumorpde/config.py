@@ -1,0 +1,594 @@
+"""Reading and checking configurations.
+
+``load(path, overrides)`` reads TOML, applies ``--set KEY=VALUE`` overrides,
+maps the tables one-to-one onto :mod:`tumorpde.model` objects (unknown keys and
+wrong types are errors) and :func:`check` then verifies names, expressions and
+units, returning a :class:`Spec` with every expression parsed.  All of this is
+deterministic and collective-free, so it fails identically on every MPI rank.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tumorpde import expressions as ex
+from tumorpde import units as un
+from tumorpde.errors import ConfigError
+from tumorpde.model import (
+    Boundary,
+    Config,
+    Discretisation,
+    Mesh,
+    Output,
+    Species,
+    Taxis,
+    Time,
+    Units,
+)
+
+__all__ = ["load", "load_dict", "parse_set", "apply_overrides", "check", "Spec", "to_dict",
+           "EXAMPLES_DIR", "find_config"]
+
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SCHEMES = ("backward-euler", "bdf2")
+SHAPES = ("interval", "rectangle", "box", "disk", "sphere", "file")
+MAX_CELLS = 50_000_000
+
+
+# ----------------------------------------------------------------------------- loading
+def find_config(name_or_path: str) -> Path:
+    """Resolve a config argument: a file path, or the name of a bundled example."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    bundled = EXAMPLES_DIR / f"{name_or_path}.toml"
+    if bundled.is_file() and "/" not in name_or_path:
+        return bundled
+    if p.exists():
+        raise ConfigError("", f"{name_or_path} is not a file")
+    raise ConfigError("", f"config file {name_or_path!r} not found (and no bundled example of that "
+                          "name: see `tumorpde list`)")
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a TOML config file, apply ``--set`` overrides and build the model objects."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.__class__.__name__}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("", f"{path.name} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError("", f"{path.name} is nested too deeply") from None
+    data = apply_overrides(data, [parse_set(s) for s in (overrides or [])])
+    cfg = load_dict(data)
+    if cfg.mesh.file and not Path(cfg.mesh.file).is_absolute():
+        # mesh files are relative to the config file, or to the working directory
+        rel = path.parent / cfg.mesh.file
+        if rel.exists() or not Path(cfg.mesh.file).exists():
+            cfg.mesh.file = str(rel)
+    return cfg
+
+
+def parse_set(item: str) -> tuple[list[str], Any]:
+    """Parse one ``--set KEY=VALUE`` (KEY dotted, VALUE as TOML; a bare word is a string)."""
+    if not isinstance(item, str) or "=" not in item:
+        raise ConfigError("--set", f"expected KEY=VALUE, got {item!r}")
+    key, value = item.split("=", 1)
+    key = key.strip()
+    parts = key.split(".")
+    if not key or any(not p or not re.fullmatch(r"[A-Za-z0-9_-]+", p) for p in parts):
+        raise ConfigError("--set", f"invalid key {key!r} (use a dotted path like time.end)")
+    value = value.strip()
+    if not value:
+        raise ConfigError("--set", f"no value given for {key}")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except (tomllib.TOMLDecodeError, RecursionError):
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.+\-/* ^()]*", value) and not value.startswith(("[", "{")):
+            parsed = value  # a bare word such as backward-euler or an expression
+        else:
+            raise ConfigError("--set", f"cannot parse the value of {key}: {value!r} is not TOML") from None
+    return parts, parsed
+
+
+def apply_overrides(data: dict[str, Any], sets: list[tuple[list[str], Any]]) -> dict[str, Any]:
+    """Return a copy of ``data`` with the overrides applied."""
+    data = copy.deepcopy(data)
+    for parts, value in sets:
+        node = data
+        for i, p in enumerate(parts[:-1]):
+            nxt = node.get(p)
+            if nxt is None:
+                nxt = node[p] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError("--set", f"{'.'.join(parts[:i + 1])} is not a table")
+            node = nxt
+        node[parts[-1]] = value
+    return data
+
+
+# ------------------------------------------------------------------- dict -> objects
+def _type_name(v: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "table"}.get(type(v), type(v).__name__)
+
+
+def _table(data: Any, key: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(key, f"expected a table, got {_type_name(data)}")
+    return data
+
+
+def _fields(cls: type, data: dict[str, Any], key: str) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    for k in data:
+        if k not in names:
+            where = f"{key}.{k}" if key else k
+            raise ConfigError(where, f"unknown key (allowed: {', '.join(sorted(names))})")
+    return data
+
+
+def _number(v: Any, key: str, *, positive: bool = False, nonneg: bool = False,
+            integer: bool = False) -> Any:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ConfigError(key, f"expected a number, got {_type_name(v)} {v!r}")
+    if integer and not isinstance(v, int):
+        raise ConfigError(key, f"expected an integer, got {v!r}")
+    if not math.isfinite(v):
+        raise ConfigError(key, f"value {v!r} is not finite")
+    if positive and v <= 0:
+        raise ConfigError(key, f"must be positive, got {v!r}")
+    if nonneg and v < 0:
+        raise ConfigError(key, f"must not be negative, got {v!r}")
+    return int(v) if integer else float(v)
+
+
+def _bool(v: Any, key: str) -> bool:
+    if not isinstance(v, bool):
+        raise ConfigError(key, f"expected true or false, got {_type_name(v)} {v!r}")
+    return v
+
+
+def _str(v: Any, key: str, choices: tuple[str, ...] | None = None) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(key, f"expected a string, got {_type_name(v)} {v!r}")
+    if choices is not None and v not in choices:
+        raise ConfigError(key, f"{v!r} is not one of {', '.join(choices)}")
+    return v
+
+
+def _numlist(v: Any, key: str, n: tuple[int, ...], **kw: Any) -> list[Any]:
+    if not isinstance(v, list):
+        raise ConfigError(key, f"expected an array of numbers, got {_type_name(v)}")
+    if len(v) not in n:
+        raise ConfigError(key, f"expected {' or '.join(map(str, n))} entries, got {len(v)}")
+    return [_number(x, f"{key}[{i}]", **kw) for i, x in enumerate(v)]
+
+
+def _scalar_or_expr(v: Any, key: str) -> float | str:
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise ConfigError(key, f"expected a number or an expression string, got {_type_name(v)}")
+    if isinstance(v, int | float):
+        return _number(v, key)
+    return v
+
+
+def _coefficient(v: Any, key: str) -> Any:
+    if isinstance(v, dict):
+        if not v:
+            raise ConfigError(key, "empty per-region table")
+        return {str(k): _scalar_or_expr(x, f"{key}.{k}") for k, x in v.items()}
+    return _scalar_or_expr(v, key)
+
+
+def load_dict(data: dict[str, Any]) -> Config:
+    """Build a :class:`Config` from a parsed TOML dictionary (strict: unknown keys are errors)."""
+    data = _table(data, "")
+    _fields(Config, data, "")
+    if "species" not in data:
+        raise ConfigError("species", "no species declared (add a [species.NAME] table)")
+    sp = _table(data["species"], "species")
+    if not sp:
+        raise ConfigError("species", "no species declared (add a [species.NAME] table)")
+    species = {name: _species(s, f"species.{name}") for name, s in sp.items()}
+    cfg = Config(species=species)
+    if "units" in data:
+        u = _fields(Units, _table(data["units"], "units"), "units")
+        cfg.units = Units(**{k: _str(v, f"units.{k}") for k, v in u.items()})
+    if "mesh" in data:
+        cfg.mesh = _mesh(_table(data["mesh"], "mesh"))
+    if "time" in data:
+        cfg.time = _time(_table(data["time"], "time"))
+    if "output" in data:
+        o = _fields(Output, _table(data["output"], "output"), "output")
+        out = Output()
+        if "checkpoint_every" in o:
+            out.checkpoint_every = _number(o["checkpoint_every"], "output.checkpoint_every",
+                                           positive=True)
+        if "fields" in o:
+            f = o["fields"]
+            if not isinstance(f, list) or not all(isinstance(x, str) for x in f):
+                raise ConfigError("output.fields", "expected an array of species names")
+            out.fields = list(f)
+        if "progress" in o:
+            out.progress = _bool(o["progress"], "output.progress")
+        cfg.output = out
+    if "parameters" in data:
+        params = _table(data["parameters"], "parameters")
+        for k, v in params.items():
+            if isinstance(v, bool) or not isinstance(v, int | float | str):
+                raise ConfigError(f"parameters.{k}", f"expected a number or a quantity string "
+                                                     f"like '0.01 mm^2/day', got {_type_name(v)}")
+        cfg.parameters = dict(params)
+    if "discretisation" in data:
+        d = _fields(Discretisation, _table(data["discretisation"], "discretisation"),
+                    "discretisation")
+        disc = Discretisation()
+        if "degree" in d:
+            disc.degree = _number(d["degree"], "discretisation.degree", integer=True)
+            if disc.degree not in (1, 2):
+                raise ConfigError("discretisation.degree", f"must be 1 or 2, got {disc.degree}")
+        if "taxis" in d:
+            disc.taxis = _str(d["taxis"], "discretisation.taxis", ("upwind", "galerkin"))
+        if "lumped_mass" in d:
+            disc.lumped_mass = _bool(d["lumped_mass"], "discretisation.lumped_mass")
+        cfg.discretisation = disc
+    if "solver" in data:
+        s = _table(data["solver"], "solver")
+        for k, v in s.items():
+            if not re.fullmatch(r"[A-Za-z0-9_]+", k):
+                raise ConfigError(f"solver.{k}", "PETSc option names contain letters, digits "
+                                                 "and '_' only (without the leading '-')")
+            if isinstance(v, dict | list):
+                raise ConfigError(f"solver.{k}", f"expected a number, string or boolean, got "
+                                                 f"{_type_name(v)}")
+        cfg.solver = dict(s)
+    if "observables" in data:
+        obs = _table(data["observables"], "observables")
+        for k, v in obs.items():
+            if not isinstance(v, str | int | float) or isinstance(v, bool):
+                raise ConfigError(f"observables.{k}", "expected an expression string")
+        cfg.observables = {k: str(v) for k, v in obs.items()}
+    if "title" in data:
+        cfg.title = _str(data["title"], "title")
+    return cfg
+
+
+def _species(data: Any, key: str) -> Species:
+    d = _fields(Species, _table(data, key), key)
+    s = Species()
+    if "diffusion" in d:
+        s.diffusion = _coefficient(d["diffusion"], f"{key}.diffusion")
+    if "reaction" in d:
+        s.reaction = _scalar_or_expr(d["reaction"], f"{key}.reaction")
+    if "initial" in d:
+        s.initial = _coefficient(d["initial"], f"{key}.initial")
+    if "diffuses" in d:
+        s.diffuses = _bool(d["diffuses"], f"{key}.diffuses")
+    if "units" in d:
+        s.units = _str(d["units"], f"{key}.units")
+    if "description" in d:
+        s.description = _str(d["description"], f"{key}.description")
+    if "taxis" in d:
+        tx = d["taxis"]
+        if isinstance(tx, dict):
+            tx = [tx]
+        if not isinstance(tx, list):
+            raise ConfigError(f"{key}.taxis", "expected an array of {toward, sensitivity} tables")
+        for i, t in enumerate(tx):
+            tk = f"{key}.taxis[{i}]"
+            t = _fields(Taxis, _table(t, tk), tk)
+            if "toward" not in t or "sensitivity" not in t:
+                raise ConfigError(tk, "needs both 'toward' and 'sensitivity'")
+            s.taxis.append(Taxis(toward=_str(t["toward"], f"{tk}.toward"),
+                                 sensitivity=_scalar_or_expr(t["sensitivity"],
+                                                             f"{tk}.sensitivity")))
+    if "boundary" in d:
+        b = _table(d["boundary"], f"{key}.boundary")
+        for name, bc in b.items():
+            bk = f"{key}.boundary.{name}"
+            bc = _fields(Boundary, _table(bc, bk), bk)
+            obj = Boundary(**{k: _scalar_or_expr(v, f"{bk}.{k}") for k, v in bc.items()})
+            if obj.flux is not None and (obj.value is not None or obj.transfer is not None):
+                raise ConfigError(bk, "give either 'flux', or 'value' (Dirichlet), or "
+                                      "'transfer' with 'value' (Robin)")
+            if obj.transfer is not None and obj.value is None:
+                raise ConfigError(bk, "a Robin condition needs 'value' with 'transfer'")
+            if obj.flux is None and obj.value is None:
+                raise ConfigError(bk, "give 'value', 'flux', or 'transfer' and 'value'")
+            s.boundary[name] = obj
+    return s
+
+
+def _mesh(d: dict[str, Any]) -> Mesh:
+    _fields(Mesh, d, "mesh")
+    m = Mesh()
+    if "shape" in d:
+        m.shape = _str(d["shape"], "mesh.shape", SHAPES)
+    if "file" in d:
+        m.file = _str(d["file"], "mesh.file")
+        if "shape" not in d:
+            m.shape = "file"
+    dims = {"interval": (1,), "rectangle": (2,), "box": (3,)}.get(m.shape, (1, 2, 3))
+    if "size" in d:
+        m.size = _numlist(d["size"], "mesh.size", dims, positive=True)
+    elif m.shape in ("interval", "box"):
+        m.size = [1.0] * dims[0]
+    if "cells" in d:
+        m.cells = _numlist(d["cells"], "mesh.cells", dims, positive=True, integer=True)
+    elif m.shape in ("interval", "box"):
+        m.cells = [32] * dims[0] if m.shape == "interval" else [8, 8, 8]
+    if m.shape in ("interval", "rectangle", "box"):
+        if len(m.size) != len(m.cells):
+            raise ConfigError("mesh.cells", f"has {len(m.cells)} entries but mesh.size has "
+                                            f"{len(m.size)}")
+        if math.prod(m.cells) * (6 if m.shape == "box" else 2) > MAX_CELLS:
+            raise ConfigError("mesh.cells", f"{m.cells} gives more than {MAX_CELLS} cells")
+    if "origin" in d:
+        m.origin = _numlist(d["origin"], "mesh.origin", (1, 2, 3))
+    if "radius" in d:
+        m.radius = _number(d["radius"], "mesh.radius", positive=True)
+    if "center" in d:
+        m.center = _numlist(d["center"], "mesh.center", (2, 3))
+    if "cell_size" in d:
+        m.cell_size = _number(d["cell_size"], "mesh.cell_size", positive=True)
+        if m.radius / m.cell_size > 400:
+            raise ConfigError("mesh.cell_size", f"{m.cell_size} is too small for radius "
+                                                f"{m.radius} (more than 400 cells per radius)")
+    if m.shape == "file" and not m.file:
+        raise ConfigError("mesh.file", "shape = 'file' needs mesh.file")
+    for tab in ("regions", "boundaries"):
+        if tab in d:
+            t = _table(d[tab], f"mesh.{tab}")
+            for k, v in t.items():
+                _str(v, f"mesh.{tab}.{k}")
+            setattr(m, tab, dict(t))
+    return m
+
+
+def _time(d: dict[str, Any]) -> Time:
+    _fields(Time, d, "time")
+    t = Time()
+    for k in ("end", "start"):
+        if k in d:
+            setattr(t, k, _number(d[k], f"time.{k}"))
+    if t.end <= t.start:
+        raise ConfigError("time.end", f"must be after time.start ({t.start}), got {t.end}")
+    for k in ("dt", "output_every", "dt_min", "dt_max", "rtol", "atol"):
+        if k in d:
+            setattr(t, k, _number(d[k], f"time.{k}", positive=True))
+    if "scheme" in d:
+        t.scheme = _str(d["scheme"], "time.scheme", SCHEMES)
+    if "adaptive" in d:
+        t.adaptive = _bool(d["adaptive"], "time.adaptive")
+    span = t.end - t.start
+    if t.dt > span:
+        t.dt = span
+    if (span / t.dt > 10_000_000) and not t.adaptive:
+        raise ConfigError("time.dt", f"{t.dt} needs more than 10^7 steps to reach time.end")
+    if t.output_every is not None and span / t.output_every > 100_000:
+        raise ConfigError("time.output_every", "more than 100000 outputs requested")
+    return t
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    """The resolved configuration as plain data (for ``run.json``)."""
+    return dataclasses.asdict(cfg)
+
+
+# --------------------------------------------------------------------- semantic checks
+@dataclass
+class TermSpec:
+    """A parsed coefficient: one expression, or one per region (``default`` allowed)."""
+
+    key: str
+    expr: ex.Expr | None = None
+    regions: dict[str, ex.Expr] = field(default_factory=dict)
+
+    @property
+    def exprs(self) -> list[ex.Expr]:
+        """All expressions of this coefficient."""
+        return [self.expr] if self.expr is not None else list(self.regions.values())
+
+
+@dataclass
+class SpeciesSpec:
+    """Parsed terms of one species."""
+
+    name: str
+    index: int
+    diffusion: TermSpec | None
+    reaction: TermSpec
+    initial: TermSpec
+    taxis: list[tuple[str, TermSpec]]
+    boundary: dict[str, dict[str, TermSpec]]
+    unit: Any
+
+
+@dataclass
+class Spec:
+    """A checked model: parsed expressions, parameter values, units."""
+
+    config: Config
+    names: list[str]
+    species: dict[str, SpeciesSpec]
+    parameters: dict[str, tuple[float, Any]]
+    length_unit: Any
+    time_unit: Any
+    observables: dict[str, TermSpec]
+    regions_used: set[str]
+    boundaries_used: set[str]
+
+    @property
+    def has_units(self) -> bool:
+        """Whether units are checked."""
+        return self.length_unit is not None
+
+
+def _term(value: Any, key: str, allowed: set[str]) -> TermSpec:
+    if isinstance(value, dict):
+        return TermSpec(key, regions={r: ex.parse(v, f"{key}.{r}", allowed)
+                                      for r, v in value.items()})
+    return TermSpec(key, expr=ex.parse(value, key, allowed))
+
+
+def check(cfg: Config) -> Spec:
+    """Check names, expressions and units of a configuration.
+
+    Raises:
+        ConfigError: naming the first offending key.
+    """
+    names = list(cfg.species)
+    reserved = ex.RESERVED | set(ex.FUNCTIONS)
+    for n in names:
+        if not _NAME.match(n) or n.startswith("__"):
+            raise ConfigError(f"species.{n}", "species names must be identifiers "
+                                              "(letters, digits, '_')")
+        if n in reserved:
+            raise ConfigError(f"species.{n}", f"{n!r} is reserved in expressions")
+    have_units = cfg.units is not None
+    ureg = un.registry() if have_units else None
+    L = T = None
+    if have_units:
+        assert cfg.units is not None
+        L = un.parse_unit(cfg.units.length, "units.length", "[length]")
+        T = un.parse_unit(cfg.units.time, "units.time", "[time]")
+    params: dict[str, tuple[float, Any]] = {}
+    for k, v in cfg.parameters.items():
+        if not _NAME.match(k) or k.startswith("__"):
+            raise ConfigError(f"parameters.{k}", "parameter names must be identifiers")
+        if k in reserved or k in cfg.species:
+            raise ConfigError(f"parameters.{k}", f"{k!r} is reserved or a species name")
+        params[k] = un.parse_quantity(v, f"parameters.{k}", have_units)
+
+    field_syms = set(names) | set(params)
+    const_syms = set(params)
+    regions_used: set[str] = set()
+    boundaries_used: set[str] = set()
+    species: dict[str, SpeciesSpec] = {}
+    for i, (name, s) in enumerate(cfg.species.items()):
+        key = f"species.{name}"
+        if s.units is not None and not have_units:
+            raise ConfigError(f"{key}.units", "species units need a [units] table")
+        unit = un.parse_unit(s.units, f"{key}.units") if s.units is not None else \
+            (ureg.dimensionless if have_units else None)
+        diff = _term(s.diffusion, f"{key}.diffusion", field_syms) if s.diffuses else None
+        if diff is not None and not s.diffuses:
+            diff = None
+        if not s.diffuses and not _is_zero(s.diffusion):
+            raise ConfigError(f"{key}.diffusion", "is given but the species has diffuses = false")
+        initial = _term(s.initial, f"{key}.initial", const_syms | set())
+        reaction = _term(s.reaction, f"{key}.reaction", field_syms)
+        if reaction.regions:
+            raise ConfigError(f"{key}.reaction", "expected an expression (use where() or region "
+                                                 "coefficients for region-dependent reactions)")
+        taxis = []
+        for j, t in enumerate(s.taxis):
+            tk = f"{key}.taxis[{j}]"
+            if t.toward not in cfg.species:
+                raise ConfigError(f"{tk}.toward", f"unknown species {t.toward!r}")
+            if t.toward == name:
+                raise ConfigError(f"{tk}.toward", "a species cannot be its own taxis signal")
+            taxis.append((t.toward, _term(t.sensitivity, f"{tk}.sensitivity", field_syms)))
+        bcs: dict[str, dict[str, TermSpec]] = {}
+        for bname, bc in s.boundary.items():
+            bk = f"{key}.boundary.{bname}"
+            boundaries_used.add(bname)
+            bcs[bname] = {k: _term(getattr(bc, k), f"{bk}.{k}",
+                                   const_syms if k == "value" and bc.transfer is None else field_syms)
+                          for k in ("value", "flux", "transfer") if getattr(bc, k) is not None}
+        for term in [diff, initial]:
+            if term is not None and term.regions:
+                regions_used |= set(term.regions) - {"default"}
+        species[name] = SpeciesSpec(name, i, diff, reaction, initial, taxis, bcs, unit)
+        if isinstance(s.diffusion, int | float) and s.diffusion < 0:
+            raise ConfigError(f"{key}.diffusion", f"must not be negative, got {s.diffusion}")
+        if isinstance(s.diffusion, dict):
+            for r, v in s.diffusion.items():
+                if isinstance(v, int | float) and v < 0:
+                    raise ConfigError(f"{key}.diffusion.{r}", f"must not be negative, got {v}")
+    observables = {}
+    for oname, expr in cfg.observables.items():
+        if not _NAME.match(oname):
+            raise ConfigError(f"observables.{oname}", "observable names must be identifiers")
+        observables[oname] = _term(expr, f"observables.{oname}", field_syms)
+    if cfg.output.fields is not None:
+        for f in cfg.output.fields:
+            if f not in cfg.species:
+                raise ConfigError("output.fields", f"unknown species {f!r}")
+    spec = Spec(cfg, names, species, params, L, T, observables, regions_used, boundaries_used)
+    check_units(spec)
+    return spec
+
+
+def _is_zero(v: Any) -> bool:
+    return isinstance(v, int | float) and v == 0
+
+
+def symbol_dims(spec: Spec) -> dict[str, ex.Dim]:
+    """Units of every symbol that may appear in expressions."""
+    ureg = un.registry() if spec.has_units else None
+    one = ureg.dimensionless if ureg is not None else None
+    dims: dict[str, ex.Dim] = {
+        "x": ex.Dim(spec.length_unit, True), "y": ex.Dim(spec.length_unit, True),
+        "z": ex.Dim(spec.length_unit, True), "t": ex.Dim(spec.time_unit, True),
+        "pi": ex.Dim(one, True), "e": ex.Dim(one, True),
+    }
+    for n, s in spec.species.items():
+        # dimensionless-by-default densities behave like plain numbers; declared units are exact
+        explicit = spec.config.species[n].units is not None
+        dims[n] = ex.Dim(s.unit, explicit)
+    for p, (_, u) in spec.parameters.items():
+        dims[p] = ex.Dim(u, True) if u is not None else ex.Dim.flexible(None)
+    return dims
+
+
+def term_factor(spec: Spec, term: TermSpec, required: Any) -> list[float]:
+    """Check a term's units against ``required``; return the conversion factor per expression."""
+    if not spec.has_units:
+        return [1.0] * len(term.exprs)
+    ureg = un.registry()
+    syms = {k: (None, d) for k, d in symbol_dims(spec).items()}
+    out = []
+    keys = [term.key] if term.expr is not None else [f"{term.key}.{r}" for r in term.regions]
+    for e, key in zip(term.exprs, keys, strict=True):
+        _, d = ex.lower(e, syms, key, ureg, build=False)
+        if d.unit is not None and d.unit.dimensionality == required.dimensionality:
+            out.append(float((1.0 * d.unit).to(required).magnitude))
+        elif d.unit is None or d.unit.dimensionality == ureg.dimensionless.dimensionality:
+            out.append(1.0)  # plain numbers and dimensionless densities: model units
+        else:
+            raise ConfigError(key, f"has units of {d.unit:~} but must be in units of "
+                                   f"{required.dimensionality} (e.g. {required:~})")
+    return out
+
+
+def check_units(spec: Spec) -> None:
+    """Check every term's units (no-op without ``[units]``)."""
+    if not spec.has_units:
+        return
+    L, T = spec.length_unit, spec.time_unit
+    for s in spec.species.values():
+        if s.diffusion is not None:
+            term_factor(spec, s.diffusion, un.required_units("diffusion", L, T, s.unit))
+        term_factor(spec, s.reaction, un.required_units("reaction", L, T, s.unit))
+        term_factor(spec, s.initial, un.required_units("initial", L, T, s.unit))
+        for toward, sens in s.taxis:
+            term_factor(spec, sens, un.required_units("sensitivity", L, T, s.unit,
+                                                      spec.species[toward].unit))
+        for bc in s.boundary.values():
+            for k, term in bc.items():
+                kind = {"value": "value", "flux": "flux", "transfer": "robin"}[k]
+                term_factor(spec, term, un.required_units(kind, L, T, s.unit))

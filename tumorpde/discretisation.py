@@ -1,0 +1,422 @@
+"""Finite-element discretisation: function spaces and the residual from labelled terms.
+
+All species live in one blocked Lagrange space (component k = species k).  The
+semi-discrete residual is assembled from labelled terms:
+
+* ``mass``      (c0 u + c1 u_n + c2 u_nm1) . phi with the scheme's coefficients
+                (lumped, vertex quadrature, for P1 by default);
+* ``diffusion`` D grad u . grad phi;
+* ``taxis``     edge fluxes (:mod:`tumorpde.taxis`, P1 ``upwind``) or the Galerkin
+                term -S grad s . grad phi;
+* ``reaction``  -f phi (lumped for P1 by default, so local kinetics act node-wise);
+* ``boundary``  -flux phi ds or -transfer (value - u) phi ds; Dirichlet values as
+                DirichletBC.
+
+Time, step and scheme coefficients and all parameters are ``fem.Constant``, so
+forms are compiled once per run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+from petsc4py import PETSc
+
+from tumorpde import expressions as ex
+from tumorpde import units as un
+from tumorpde.compat import import_dolfinx
+from tumorpde.config import Spec, TermSpec, symbol_dims, term_factor
+from tumorpde.errors import ConfigError
+from tumorpde.mesh import Domain
+from tumorpde.taxis import EdgeGraph, EdgeTaxis, add_entries
+
+__all__ = ["Discretisation"]
+
+import_dolfinx()
+import basix.ufl  # noqa: E402
+import ufl  # noqa: E402
+import ufl.algorithms  # noqa: E402
+from dolfinx import fem  # noqa: E402
+from dolfinx.fem import petsc as fpetsc  # noqa: E402
+
+
+@dataclass
+class _BC:
+    bc: Any
+    func: Any
+    expr: Any
+
+
+@dataclass
+class Discretisation:
+    """Spaces, functions, forms and assembly callbacks of one model on one domain."""
+
+    spec: Spec
+    domain: Domain
+    V: Any = None
+    V0: Any = None
+    u: Any = None
+    u_n: Any = None
+    u_nm1: Any = None
+    t: Any = None
+    coeffs: Any = None
+    constants: dict[str, Any] = field(default_factory=dict)
+    edge_taxis: list[EdgeTaxis] = field(default_factory=list)
+    bcs: list[_BC] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        spec, dom = self.spec, self.domain
+        mesh = dom.mesh
+        self.comm: MPI.Comm = mesh.comm
+        self.n = n = len(spec.names)
+        self.degree = spec.config.discretisation.degree
+        cell = mesh.basix_cell()
+        self.V = fem.functionspace(mesh, basix.ufl.element("Lagrange", cell, self.degree,
+                                                           shape=(n,)))
+        self.V0, maps = self.V.sub(0).collapse()
+        cmap = np.asarray(maps[0] if isinstance(maps, list | tuple) else maps)
+        if not np.array_equal(cmap, np.arange(len(cmap)) * n):  # pragma: no cover
+            raise RuntimeError("unexpected dof layout of the collapsed component space")
+        self.V1 = fem.functionspace(mesh, ("Lagrange", 1))  # output space
+        self.u = fem.Function(self.V, name="state")
+        self.u_n = fem.Function(self.V, name="state_n")
+        self.u_nm1 = fem.Function(self.V, name="state_nm1")
+        self.t = fem.Constant(mesh, PETSc.ScalarType(spec.config.time.start))
+        self.one = fem.Constant(mesh, PETSc.ScalarType(1.0))
+        # time derivative ~ c0 u + c1 u_n + c2 u_nm1
+        self.coeffs = [fem.Constant(mesh, PETSc.ScalarType(v)) for v in (1.0, -1.0, 0.0)]
+        for name, (value, _unit) in spec.parameters.items():
+            self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(value))
+        self._indicators = self._region_indicators()
+        self._build_forms()
+
+    def _expr(self, e: Any, points: Any) -> Any:
+        """A compiled interpolation expression (constants allowed)."""
+        # the factor `one` ties constant expressions to the mesh
+        return fem.Expression(ufl.as_ufl(e) * self.one, points, comm=self.comm)
+
+    # ------------------------------------------------------------------ symbols
+    def _symbols(self, state: Any) -> dict[str, tuple[Any, ex.Dim]]:
+        dims = symbol_dims(self.spec)
+        X = ufl.SpatialCoordinate(self.domain.mesh)
+        gdim = self.domain.gdim
+        out: dict[str, tuple[Any, ex.Dim]] = {
+            "x": (X[0], dims["x"]),
+            "y": (X[1] if gdim > 1 else 0.0, dims["y"]),
+            "z": (X[2] if gdim > 2 else 0.0, dims["z"]),
+            "t": (self.t, dims["t"]),
+            "pi": (math.pi, dims["pi"]),
+            "e": (math.e, dims["e"]),
+        }
+        for k, name in enumerate(self.spec.names):
+            out[name] = (state[k] if state is not None else 0.0, dims[name])
+        for p, c in self.constants.items():
+            out[p] = (c, dims[p])
+        return out
+
+    def lower(self, term: TermSpec, required: Any, state: Any) -> Any:
+        """UFL for a coefficient (with unit conversion and per-region tables)."""
+        syms = self._symbols(state)
+        ureg = un.registry() if self.spec.has_units else None
+        factors = term_factor(self.spec, term, required) if required is not None else \
+            [1.0] * len(term.exprs)
+        if term.expr is not None:
+            v, _ = ex.lower(term.expr, syms, term.key, ureg)
+            return v * factors[0] if factors[0] != 1.0 else v
+        out: Any = 0.0
+        named = 0.0
+        for (region, expr), f in zip(term.regions.items(), factors, strict=True):
+            if region == "default":
+                continue
+            if region not in self._indicators:
+                raise ConfigError(f"{term.key}.{region}", f"unknown region {region!r} "
+                                  f"(mesh regions: {', '.join(sorted(self.domain.regions)) or 'none'})")
+            v, _ = ex.lower(expr, syms, f"{term.key}.{region}", ureg)
+            chi = self._indicators[region]
+            out = out + chi * v * f
+            named = named + chi
+        if "default" in term.regions:
+            f = factors[list(term.regions).index("default")]
+            v, _ = ex.lower(term.regions["default"], syms, f"{term.key}.default", ureg)
+            out = out + (1.0 - named) * v * f
+        else:
+            self._check_covered(term, named)
+        return out
+
+    def _region_indicators(self) -> dict[str, Any]:
+        dom = self.domain
+        if not dom.regions or dom.cell_tags is None:
+            return {}
+        Q = fem.functionspace(dom.mesh, ("DG", 0))
+        out = {}
+        for name, tag in dom.regions.items():
+            chi = fem.Function(Q, name=f"region_{name}")
+            cells = dom.cell_tags.indices[dom.cell_tags.values == tag]
+            chi.x.array[cells] = 1.0
+            chi.x.scatter_forward()
+            out[name] = chi
+        return out
+
+    def _check_covered(self, term: TermSpec, named: Any) -> None:
+        if isinstance(named, float):
+            return
+        Q = fem.functionspace(self.domain.mesh, ("DG", 0))
+        f = fem.Function(Q)
+        f.interpolate(self._expr(named, Q.element.interpolation_points))
+        imap = self.domain.mesh.topology.index_map(self.domain.mesh.topology.dim)
+        miss = int(np.sum(f.x.array[: imap.size_local] < 0.5))
+        miss = self.comm.allreduce(miss, op=MPI.SUM)
+        if miss:
+            raise ConfigError(term.key, f"{miss} cells lie in none of the regions "
+                                        f"{', '.join(term.regions)}: add a 'default' entry")
+
+    # ------------------------------------------------------------------ forms
+    def _build_forms(self) -> None:
+        spec, n = self.spec, self.n
+        mesh = self.domain.mesh
+        L, T = spec.length_unit, spec.time_unit
+        u, v = self.u, ufl.TestFunction(self.V)
+        lumped = self.degree == 1 and spec.config.discretisation.lumped_mass
+        meta = {"quadrature_rule": "vertex", "quadrature_degree": 1} if lumped else {}
+        dxm = ufl.Measure("dx", domain=mesh, metadata=meta)
+        dx = ufl.Measure("dx", domain=mesh)
+        ds = ufl.Measure("ds", domain=mesh, subdomain_data=self.domain.facet_tags)
+        use_edges = self.degree == 1 and spec.config.discretisation.taxis == "upwind"
+        c0, c1, c2 = self.coeffs
+        F: Any = 0
+        self.diffusion_exprs: dict[int, Any] = {}
+        edge_terms = []
+        bc_specs = []
+        for name in spec.names:
+            s = spec.species[name]
+            k = s.index
+            req = (lambda kind, other=None: un.required_units(kind, L, T, s.unit, other)) \
+                if spec.has_units else (lambda kind, other=None: None)
+            udot = c0 * u[k] + c1 * self.u_n[k] + c2 * self.u_nm1[k]
+            F = F + udot * v[k] * dxm
+            if s.diffusion is not None:
+                D = self.lower(s.diffusion, req("diffusion"), u)
+                self.diffusion_exprs[k] = D
+                F = F + D * ufl.inner(ufl.grad(u[k]), ufl.grad(v[k])) * dx
+            for toward, sens in s.taxis:
+                m = spec.species[toward].index
+                S = self.lower(sens, req("sensitivity", spec.species[toward].unit), u)
+                if use_edges:
+                    edge_terms.append((k, m, S))
+                else:
+                    F = F - S * ufl.inner(ufl.grad(u[m]), ufl.grad(v[k])) * dx
+            f = self.lower(s.reaction, req("reaction"), u)
+            F = F - f * v[k] * dxm
+            for bname, bc in s.boundary.items():
+                if bname not in self.domain.boundaries:
+                    raise ConfigError(f"species.{name}.boundary.{bname}",
+                                      f"unknown boundary {bname!r} (mesh boundaries: "
+                                      f"{', '.join(sorted(self.domain.boundaries)) or 'none'})")
+                tag = self.domain.boundaries[bname]
+                if "flux" in bc:
+                    g = self.lower(bc["flux"], req("flux"), u)
+                    F = F - g * v[k] * ds(tag)
+                elif "transfer" in bc:
+                    h = self.lower(bc["transfer"], req("robin"), u)
+                    ub = self.lower(bc["value"], req("value"), u)
+                    F = F - h * (ub - u[k]) * v[k] * ds(tag)
+                else:
+                    bc_specs.append((k, tag, bc["value"], req("value")))
+        self.F_ufl = F
+        self.F = fem.form(F)
+        self.J = fem.form(ufl.derivative(F, u, ufl.TrialFunction(self.V)))
+        self._setup_bcs(bc_specs)
+        self._setup_edge_taxis(edge_terms)
+        self._setup_observables()
+
+    def _setup_bcs(self, bc_specs: list[tuple[int, int, TermSpec, Any]]) -> None:
+        mesh = self.domain.mesh
+        tdim = mesh.topology.dim
+        for k, tag, term, req in bc_specs:
+            Vk, _ = self.V.sub(k).collapse()
+            g = fem.Function(Vk)
+            expr = self._expr(self.lower(term, req, None), Vk.element.interpolation_points)
+            g.interpolate(expr)
+            facets = self.domain.facet_tags.find(tag)
+            dofs = fem.locate_dofs_topological((self.V.sub(k), Vk), tdim - 1, facets)
+            self.bcs.append(_BC(fem.dirichletbc(g, dofs, self.V.sub(k)), g, expr))
+        # global indices of Dirichlet dofs (rows/columns the edge Jacobian must skip)
+        local = np.zeros(0, dtype=np.int64)
+        if self.bcs:
+            local = np.unique(np.concatenate([b.bc.dof_indices()[0] for b in self.bcs]))
+        imap = self.V.dofmap.index_map
+        bs = self.V.dofmap.index_map_bs
+        nodes = local // bs
+        gnodes = np.asarray(imap.local_to_global(nodes.astype(np.int32)), dtype=np.int64)
+        glob = gnodes * bs + local % bs
+        self.bc_global = np.unique(np.concatenate(self.comm.allgather(glob))) if self.bcs \
+            else np.zeros(0, dtype=np.int64)
+        self.bc_local = local
+
+    def _setup_edge_taxis(self, terms: list[tuple[int, int, Any]]) -> None:
+        if not terms:
+            return
+        self.graph = EdgeGraph(self.V0, self.V.dofmap.index_map)
+        pts = self.V0.element.interpolation_points
+        for k, m, S in terms:
+            Sf = fem.Function(self.V0)
+            exprs = [(self._expr(S, pts), Sf)]
+            dS = {}
+            for comp in range(self.n):
+                d = _component_derivative(S, self.u, comp, self.n)
+                if _is_zero(d):
+                    continue
+                f = fem.Function(self.V0)
+                exprs.append((self._expr(d, pts), f))
+                dS[comp] = f
+            Df = fem.Function(self.V0)
+            if k in self.diffusion_exprs:
+                exprs.append((self._expr(self.diffusion_exprs[k], pts), Df))
+            self.edge_taxis.append(EdgeTaxis(self.graph, k, m, Sf, dS, Df, exprs))
+
+    def _setup_observables(self) -> None:
+        dx = ufl.dx(domain=self.domain.mesh)
+        self.total_forms = [fem.form(self.u[k] * dx) for k in range(self.n)]
+        self.observable_forms = {}
+        for name, term in self.spec.observables.items():
+            self.observable_forms[name] = fem.form(self.lower(term, None, self.u) * dx)
+
+    # ------------------------------------------------------------------ state
+    def set_initial(self) -> None:
+        """Interpolate the initial conditions into ``u`` and the history."""
+        spec = self.spec
+        L, T = spec.length_unit, spec.time_unit
+        comps = []
+        for name in spec.names:
+            s = spec.species[name]
+            req = un.required_units("initial", L, T, s.unit) if spec.has_units else None
+            comps.append(self.lower(s.initial, req, None))
+        expr = self._expr(ufl.as_vector(comps), self.V.element.interpolation_points)
+        self.u.interpolate(expr)
+        self.u.x.scatter_forward()
+        if not np.all(np.isfinite(self.u.x.array)):
+            bad = self.comm.allreduce(1, op=MPI.MAX)
+        else:
+            bad = self.comm.allreduce(0, op=MPI.MAX)
+        if bad:
+            raise ConfigError("species", "an initial condition is not finite somewhere")
+        self.u_n.x.array[:] = self.u.x.array
+        self.u_nm1.x.array[:] = self.u.x.array
+        self.check_diffusion()
+
+    def check_diffusion(self) -> None:
+        """Fail (collectively) if a diffusion coefficient is negative at a node."""
+        pts = self.V0.element.interpolation_points
+        f = fem.Function(self.V0)
+        for name in self.spec.names:
+            k = self.spec.species[name].index
+            if k not in self.diffusion_exprs:
+                continue
+            f.interpolate(self._expr(self.diffusion_exprs[k], pts))
+            local = float(f.x.array.min()) if f.x.array.size else math.inf
+            gmin = self.comm.allreduce(local, op=MPI.MIN)
+            if not math.isfinite(gmin) and gmin != math.inf:
+                raise ConfigError(f"species.{name}.diffusion", "is not finite somewhere")
+            if gmin < 0:
+                raise ConfigError(f"species.{name}.diffusion",
+                                  f"is negative somewhere (minimum {gmin:.3g})")
+
+    def update_boundary_values(self) -> None:
+        """Re-interpolate time-dependent Dirichlet values at the current ``t``."""
+        for b in self.bcs:
+            b.func.interpolate(b.expr)
+            b.func.x.scatter_forward()
+
+    def apply_bcs(self, x: PETSc.Vec) -> None:
+        """Set Dirichlet values in a solution vector."""
+        if self.bcs:
+            fpetsc.set_bc(x, [b.bc for b in self.bcs])
+
+    # ------------------------------------------------------------------ assembly
+    def residual(self, snes: Any, x: PETSc.Vec, b: PETSc.Vec) -> None:
+        """SNES residual callback."""
+        x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+        x.copy(self.u.x.petsc_vec)
+        self.u.x.scatter_forward()
+        with b.localForm() as bl:
+            bl.set(0.0)
+        fpetsc.assemble_vector(b, self.F)
+        if self.edge_taxis:
+            arr = self.u.x.array
+            with b.localForm() as bl:
+                barr = bl.array_w
+                for et in self.edge_taxis:
+                    et.update()
+                    et.add_residual(arr, barr, self.n)
+        b.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
+        if self.bcs:
+            fpetsc.set_bc(b, [bc.bc for bc in self.bcs], x0=x, alpha=-1.0)
+        b.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+
+    def jacobian(self, snes: Any, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Mat) -> None:
+        """SNES Jacobian callback."""
+        x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+        x.copy(self.u.x.petsc_vec)
+        self.u.x.scatter_forward()
+        J.zeroEntries()
+        fpetsc.assemble_matrix(J, self.J, [bc.bc for bc in self.bcs], diag=1.0)
+        if self.edge_taxis:
+            J.assemblyBegin(PETSc.Mat.AssemblyType.FLUSH)
+            J.assemblyEnd(PETSc.Mat.AssemblyType.FLUSH)
+            arr = self.u.x.array
+            ncols = J.getSize()[1]
+            rows, cols, vals = [], [], []
+            for et in self.edge_taxis:
+                et.update()
+                r, c, v = et.jacobian_entries(arr, self.n)
+                rows.append(r)
+                cols.append(c)
+                vals.append(v)
+            add_entries(J, np.concatenate(rows), np.concatenate(cols), np.concatenate(vals),
+                        self.bc_global, ncols)
+        J.assemble()
+
+    def create_matrix(self) -> PETSc.Mat:
+        """A matrix with the Jacobian's layout."""
+        return fpetsc.create_matrix(self.J)
+
+    # ------------------------------------------------------------------ observables
+    def totals(self) -> list[float]:
+        """MPI-reduced integral of every species."""
+        vals = np.array([fem.assemble_scalar(f) for f in self.total_forms], dtype=float)
+        out = np.empty_like(vals)
+        self.comm.Allreduce(vals, out, op=MPI.SUM)
+        return [float(v) for v in out]
+
+    def observables(self) -> dict[str, float]:
+        """MPI-reduced user observables."""
+        out = {}
+        for name, f in self.observable_forms.items():
+            out[name] = float(self.comm.allreduce(fem.assemble_scalar(f), op=MPI.SUM))
+        return out
+
+    def minima(self) -> list[float]:
+        """Global minimum of every species' degrees of freedom."""
+        arr = self.u.x.array.reshape(-1, self.n)
+        nown = self.V.dofmap.index_map.size_local
+        loc = arr[:nown].min(axis=0) if nown else np.full(self.n, np.inf)
+        out = np.empty_like(loc)
+        self.comm.Allreduce(np.ascontiguousarray(loc), out, op=MPI.MIN)
+        return [float(v) for v in out]
+
+
+def _component_derivative(expr: Any, u: Any, comp: int, n: int) -> Any:
+    """d expr / d u[comp] as a UFL expression."""
+    e = ufl.as_vector([1.0 if i == comp else 0.0 for i in range(n)])
+    d = ufl.derivative(expr, u, e)
+    return ufl.algorithms.expand_derivatives(d)
+
+
+def _is_zero(expr: Any) -> bool:
+    from ufl.constantvalue import Zero
+
+    return isinstance(expr, Zero) or (isinstance(expr, int | float) and expr == 0)

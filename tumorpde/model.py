@@ -1,0 +1,193 @@
+"""The model as plain typed objects (no DOLFINx).
+
+Each class maps one-to-one onto a TOML table of the same shape: the TOML keys
+are the field names.  :func:`tumorpde.config.load` builds a :class:`Config`
+from a file; the objects can equally be built in Python and passed to
+:func:`tumorpde.simulation.run`.
+
+A *coefficient* (diffusion, initial value) is a number, a parameter name, an
+expression string, or a per-region table ``{region = value, ..., default = value}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Coefficient",
+    "Units",
+    "Mesh",
+    "Time",
+    "Output",
+    "Discretisation",
+    "Taxis",
+    "Boundary",
+    "Species",
+    "Config",
+]
+
+Coefficient = float | str | dict[str, float | str]
+
+
+@dataclass
+class Units:
+    """``[units]``: the model's units of length and time."""
+
+    length: str = "mm"
+    time: str = "day"
+
+
+@dataclass
+class Mesh:
+    """``[mesh]``: the domain.
+
+    Attributes:
+        shape: ``interval`` | ``rectangle`` | ``box`` | ``disk`` | ``sphere`` | ``file``.
+        size: Edge lengths (interval, rectangle, box), from ``origin``.
+        cells: Cells per direction (interval, rectangle, box).
+        origin: Lower corner (default the origin).
+        radius: Radius (disk, sphere).
+        center: Centre (disk, sphere; default the origin).
+        cell_size: Target cell size for gmsh meshes (default radius/16).
+        file: A gmsh ``.msh`` or DOLFINx ``.xdmf`` mesh with named regions/boundaries.
+        regions: Extra named regions: name -> condition on ``x, y, z`` at cell midpoints.
+        boundaries: Extra named boundaries: name -> condition on boundary-facet midpoints.
+    """
+
+    shape: str = "rectangle"
+    size: list[float] = field(default_factory=lambda: [1.0, 1.0])
+    cells: list[int] = field(default_factory=lambda: [32, 32])
+    origin: list[float] | None = None
+    radius: float = 1.0
+    center: list[float] | None = None
+    cell_size: float | None = None
+    file: str | None = None
+    regions: dict[str, str] = field(default_factory=dict)
+    boundaries: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Time:
+    """``[time]``: time integration.
+
+    Attributes:
+        end: Final time (model units).
+        dt: Initial / fixed time step.
+        start: Initial time.
+        scheme: ``backward-euler`` or ``bdf2`` (variable-step).
+        adaptive: Error-controlled step size, cut back on solver failure.
+        output_every: Interval of field output (times are hit exactly); default (end-start)/10.
+        dt_min: Smallest step before the run is declared failed (default 1e-8*(end-start)).
+        dt_max: Largest step with ``adaptive`` (default output_every).
+        rtol: Relative tolerance of the adaptive error estimate.
+        atol: Absolute tolerance of the adaptive error estimate.
+    """
+
+    end: float = 1.0
+    dt: float = 0.01
+    start: float = 0.0
+    scheme: str = "bdf2"
+    adaptive: bool = False
+    output_every: float | None = None
+    dt_min: float | None = None
+    dt_max: float | None = None
+    rtol: float = 1e-3
+    atol: float = 1e-6
+
+
+@dataclass
+class Output:
+    """``[output]``: what is written.
+
+    Attributes:
+        checkpoint_every: Model-time interval of checkpoints (reserved for restart support).
+        fields: Species written to ``fields.xdmf`` (default: all).
+        progress: Show a progress bar on rank 0.
+    """
+
+    checkpoint_every: float | None = None
+    fields: list[str] | None = None
+    progress: bool = True
+
+
+@dataclass
+class Discretisation:
+    """``[discretisation]``.
+
+    Attributes:
+        degree: Lagrange degree, 1 or 2.
+        taxis: ``upwind`` (edge-based, positivity-preserving, conservative; P1 only)
+            or ``galerkin`` (plain Galerkin; may go negative).
+        lumped_mass: Vertex-quadrature (lumped) mass and reaction terms for P1.
+    """
+
+    degree: int = 1
+    taxis: str = "upwind"
+    lumped_mass: bool = True
+
+
+@dataclass
+class Taxis:
+    """One taxis term ``-div(sensitivity * grad(toward))`` of a species."""
+
+    toward: str
+    sensitivity: float | str
+
+
+@dataclass
+class Boundary:
+    """A boundary condition on one named boundary (no-flux where none is given).
+
+    Exactly one of:
+      * ``value``: Dirichlet, u = value;
+      * ``flux``: inward flux, D grad(u).n = flux;
+      * ``transfer`` with ``value``: Robin, D grad(u).n = transfer*(value - u).
+    """
+
+    value: float | str | None = None
+    flux: float | str | None = None
+    transfer: float | str | None = None
+
+
+@dataclass
+class Species:
+    """``[species.NAME]``: one field and the terms of its equation.
+
+    du/dt = div(D grad u) - sum_k div(S_k grad c_k) + reaction.
+
+    Attributes:
+        diffusion: D (coefficient); ignored when ``diffuses`` is false.
+        reaction: Reaction/source term (expression in all species, parameters, x, y, z, t).
+        initial: Initial value (coefficient).
+        taxis: Taxis terms.
+        diffuses: False for ECM-like fields solved as local ODEs at each point.
+        boundary: Boundary name -> :class:`Boundary`.
+        units: Units of this species' density (default dimensionless).
+        description: Free text.
+    """
+
+    diffusion: Coefficient = 0.0
+    reaction: float | str = 0.0
+    initial: Coefficient = 0.0
+    taxis: list[Taxis] = field(default_factory=list)
+    diffuses: bool = True
+    boundary: dict[str, Boundary] = field(default_factory=dict)
+    units: str | None = None
+    description: str = ""
+
+
+@dataclass
+class Config:
+    """A whole simulation: the root of the TOML file."""
+
+    species: dict[str, Species]
+    mesh: Mesh = field(default_factory=Mesh)
+    time: Time = field(default_factory=Time)
+    units: Units | None = None
+    output: Output = field(default_factory=Output)
+    parameters: dict[str, float | str] = field(default_factory=dict)
+    discretisation: Discretisation = field(default_factory=Discretisation)
+    solver: dict[str, Any] = field(default_factory=dict)
+    observables: dict[str, str] = field(default_factory=dict)
+    title: str = ""

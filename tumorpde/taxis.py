@@ -1,0 +1,195 @@
+"""Edge-based, positivity-preserving and conservative taxis for P1 elements.
+
+For a species ``u`` (component k) moving up the gradient of a signal ``s``
+(component m) with sensitivity ``S``, the Galerkin term ``-(S grad s, grad phi_i)``
+is replaced by a sum of antisymmetric edge fluxes (Saito 2007; Kuzmin's
+discrete upwinding, Kuzmin & Turek 2002):
+
+    R_i += sum_j  w_ij (s_j - s_i) (S_i + S_j)/2  +  d_ij (u_i - u_j),
+    w_ij = -int grad phi_i . grad phi_j dx,
+    d_ij = w_ij max(0, |s_j - s_i| max(|dS/du|_i, |dS/du|_j)/2 - min(D_i, D_j)).
+
+``d_ij`` is the smallest symmetric edge diffusion that makes the linearised
+operator (with the species' own diffusion ``D``) an M-matrix on meshes with
+``w_ij >= 0`` (non-obtuse triangles, e.g. the built-in rectangles): with lumped
+mass and backward Euler the new densities stay non-negative.  Where the local
+Peclet number ``|dS/du||s_j - s_i|/D`` is below 2 the artificial diffusion
+vanishes and the scheme is the second-order edge discretisation of Galerkin;
+where it exceeds 2 it blends to first-order upwinding.  Fluxes are antisymmetric,
+so mass is conserved exactly (up to the nonlinear solver tolerance).
+
+The Jacobian is exact except for the dependence of ``d_ij`` on ``dS/du`` and
+``D`` (frozen, as usual for algebraic stabilisation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from petsc4py import PETSc
+
+from tumorpde.compat import import_dolfinx
+
+__all__ = ["EdgeGraph", "EdgeTaxis"]
+
+
+class EdgeGraph:
+    """Edges of the locally owned P1 cells with weights ``w_ij = -sum_K int_K grad phi_i.grad phi_j``.
+
+    Each rank holds the edges of its own cells (local node indices ``i < j``, owned
+    or ghost); contributions to ghost rows are accumulated on their owners by the
+    usual reverse scatter, exactly as in finite-element assembly.  Because the
+    edge fluxes depend on the edge's end-point values only, summing the cell
+    weights first is exact.
+    """
+
+    def __init__(self, V0: Any, node_map: Any) -> None:
+        """Build the graph.
+
+        Args:
+            V0: Scalar P1 space (collapsed component 0 of the blocked space).
+            node_map: Index map of the blocked space's nodes (gives the global node numbers
+                used by the Jacobian; local numbering must equal ``V0``'s).
+        """
+        mesh = V0.mesh
+        tdim = mesh.topology.dim
+        ncells = mesh.topology.index_map(tdim).size_local
+        cell_dofs = np.asarray(V0.dofmap.list)[:ncells]
+        geom = np.asarray(mesh.geometry.dofmap)[:ncells, : tdim + 1]
+        X = mesh.geometry.x[geom]  # (cells, tdim+1, 3)
+        E = X[:, 1:, :] - X[:, :1, :]  # edge vectors from vertex 0: (cells, tdim, 3)
+        # gradients of the barycentric coordinates 1..tdim: columns of pinv(E)
+        pinv = np.linalg.pinv(E)  # (cells, 3, tdim)
+        g = np.concatenate([-pinv.sum(axis=2, keepdims=True), pinv], axis=2)  # (cells, 3, tdim+1)
+        gram = np.abs(np.linalg.det(np.einsum("cik,cjk->cij", E, E))) ** 0.5
+        vol = gram / math.factorial(tdim)
+        # vertex order of the geometry and of the P1 dofmap agree for affine simplices
+        ii, jj = np.triu_indices(tdim + 1, k=1)
+        local_a = np.einsum("cki,ckj->cij", g, g)[:, ii, jj] * vol[:, None]  # (cells, pairs)
+        a = cell_dofs[:, ii].ravel().astype(np.int64)
+        b = cell_dofs[:, jj].ravel().astype(np.int64)
+        w = -local_a.ravel()
+        lo, hi = np.minimum(a, b), np.maximum(a, b)
+        n_local = V0.dofmap.index_map.size_local + V0.dofmap.index_map.num_ghosts
+        key = lo * n_local + hi
+        uniq, inv = np.unique(key, return_inverse=True)
+        self.i = uniq // n_local
+        self.j = uniq % n_local
+        self.w = np.bincount(inv, weights=w)
+        self.n_owned = V0.dofmap.index_map.size_local
+        self.n_local = n_local
+        self.global_nodes = np.asarray(
+            node_map.local_to_global(np.arange(n_local, dtype=np.int32)), dtype=np.int64)
+        self.min_weight = float(self.w.min()) if len(self.w) else 0.0
+
+
+@dataclass
+class EdgeTaxis:
+    """One taxis term on the edge graph.
+
+    Attributes:
+        k: Component of the moving species.
+        m: Component of the signal.
+        S: P1 function holding the nodal sensitivity (refreshed by ``update``).
+        dS: component -> P1 function with nodal dS/du_component.
+        D: P1 function with the moving species' nodal diffusion coefficient.
+        exprs: (Expression, target function) pairs to interpolate in ``update``.
+    """
+
+    graph: EdgeGraph
+    k: int
+    m: int
+    S: Any
+    dS: dict[int, Any]
+    D: Any
+    exprs: list[tuple[Any, Any]]
+
+    def update(self) -> None:
+        """Interpolate S, dS/du and D at the nodes from the current state."""
+        for expr, target in self.exprs:
+            target.interpolate(expr)
+            target.x.scatter_forward()
+
+    def _edge_terms(self, u: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+        g = self.graph
+        i, j, w = g.i, g.j, g.w
+        s = u[self.m::n]
+        uk = u[self.k::n]
+        S = self.S.x.array
+        G = np.abs(self.dS[self.k].x.array) if self.k in self.dS else np.zeros_like(S)
+        D = np.maximum(self.D.x.array, 0.0)
+        v = s[j] - s[i]
+        sbar = 0.5 * (S[i] + S[j])
+        gmax = np.maximum(G[i], G[j])
+        act = 0.5 * np.abs(v) * gmax - np.minimum(D[i], D[j])
+        active = act > 0.0
+        d = w * np.where(active, act, 0.0)
+        du = uk[i] - uk[j]
+        r = w * v * sbar + d * du
+        return v, sbar, gmax, active, d, du, r
+
+    def add_residual(self, u: np.ndarray, b: np.ndarray, n: int) -> None:
+        """Add the edge fluxes to the local residual array ``b`` (ghosts included)."""
+        g = self.graph
+        *_, r = self._edge_terms(u, n)
+        flux = np.bincount(g.i, weights=r, minlength=g.n_local)
+        flux -= np.bincount(g.j, weights=r, minlength=g.n_local)
+        b[self.k::n][: g.n_local] += flux
+
+    def jacobian_entries(self, u: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Global (row, column, value) Jacobian entries of the edge fluxes."""
+        g = self.graph
+        i, j, w = g.i, g.j, g.w
+        v, sbar, gmax, active, d, du, _ = self._edge_terms(u, n)
+        gn = g.global_nodes
+        row = gn[i] * n + self.k
+        rows, cols, vals = [], [], []
+        # d/ds_j and d/ds_i (including the kink of the artificial diffusion)
+        dd_dv = np.where(active, w * np.sign(v) * 0.5 * gmax, 0.0)
+        a = w * sbar + dd_dv * du
+        rows += [row, row]
+        cols += [gn[j] * n + self.m, gn[i] * n + self.m]
+        vals += [a, -a]
+        # sensitivity dependence on every component it involves
+        for comp, f in self.dS.items():
+            dsv = f.x.array
+            rows += [row, row]
+            cols += [gn[i] * n + comp, gn[j] * n + comp]
+            vals += [0.5 * w * v * dsv[i], 0.5 * w * v * dsv[j]]
+        # artificial diffusion acting on the moving species
+        rows += [row, row]
+        cols += [gn[i] * n + self.k, gn[j] * n + self.k]
+        vals += [d, -d]
+        # row j receives the opposite flux
+        r_i, c_i, v_i = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+        r_j = np.tile(gn[j] * n + self.k, len(rows))
+        return np.concatenate([r_i, r_j]), np.concatenate([c_i, c_i]), np.concatenate([v_i, -v_i])
+
+
+def add_entries(J: PETSc.Mat, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray,
+                skip: np.ndarray | None, ncols: int) -> None:
+    """Sum duplicate (row, col) pairs and add them to ``J`` (global indices).
+
+    Args:
+        J: Matrix (flushed, not final-assembled).
+        rows: Global rows.
+        cols: Global columns.
+        vals: Values.
+        skip: Sorted global indices whose rows and columns are left untouched (Dirichlet dofs).
+        ncols: Global number of columns (for coalescing keys).
+    """
+    if skip is not None and len(skip):
+        keep = ~(np.isin(rows, skip) | np.isin(cols, skip))
+        rows, cols, vals = rows[keep], cols[keep], vals[keep]
+    if not len(rows):
+        return
+    key = rows * ncols + cols
+    uniq, inv = np.unique(key, return_inverse=True)
+    summed = np.bincount(inv, weights=vals)
+    r = (uniq // ncols).astype(PETSc.IntType)
+    c = (uniq % ncols).astype(PETSc.IntType)
+    J.setValuesRCV(r.reshape(-1, 1), c.reshape(-1, 1), summed.reshape(-1, 1, 1),
+                   addv=PETSc.InsertMode.ADD_VALUES)
