@@ -75,12 +75,17 @@ class Discretisation:
         self.n = n = len(spec.names)
         self.degree = spec.config.discretisation.degree
         cell = mesh.basix_cell()
+        # one species: a scalar space; several: one blocked space (component k = species k)
+        shape = (n,) if n > 1 else None
         self.V = fem.functionspace(mesh, basix.ufl.element("Lagrange", cell, self.degree,
-                                                           shape=(n,)))
-        self.V0, maps = self.V.sub(0).collapse()
-        cmap = np.asarray(maps[0] if isinstance(maps, list | tuple) else maps)
-        if not np.array_equal(cmap, np.arange(len(cmap)) * n):  # pragma: no cover
-            raise RuntimeError("unexpected dof layout of the collapsed component space")
+                                                           shape=shape))
+        if n > 1:
+            self.V0, maps = self.V.sub(0).collapse()
+            cmap = np.asarray(maps[0] if isinstance(maps, list | tuple) else maps)
+            if not np.array_equal(cmap, np.arange(len(cmap)) * n):  # pragma: no cover
+                raise RuntimeError("unexpected dof layout of the collapsed component space")
+        else:
+            self.V0 = self.V
         self.V1 = fem.functionspace(mesh, ("Lagrange", 1))  # output space
         self.u = fem.Function(self.V, name="state")
         self.u_n = fem.Function(self.V, name="state_n")
@@ -93,6 +98,10 @@ class Discretisation:
             self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(value))
         self._indicators = self._region_indicators()
         self._build_forms()
+
+    def comp(self, f: Any, k: int) -> Any:
+        """Component ``k`` of a (blocked) function or test function."""
+        return f[k] if self.n > 1 else f
 
     def _expr(self, e: Any, points: Any) -> Any:
         """A compiled interpolation expression (constants allowed)."""
@@ -113,7 +122,7 @@ class Discretisation:
             "e": (math.e, dims["e"]),
         }
         for k, name in enumerate(self.spec.names):
-            out[name] = (state[k] if state is not None else 0.0, dims[name])
+            out[name] = (self.comp(state, k) if state is not None else 0.0, dims[name])
         for p, c in self.constants.items():
             out[p] = (c, dims[p])
         return out
@@ -196,21 +205,22 @@ class Discretisation:
             k = s.index
             req = (lambda kind, other=None: un.required_units(kind, L, T, s.unit, other)) \
                 if spec.has_units else (lambda kind, other=None: None)
-            udot = c0 * u[k] + c1 * self.u_n[k] + c2 * self.u_nm1[k]
-            F = F + udot * v[k] * dxm
+            uk, vk = self.comp(u, k), self.comp(v, k)
+            udot = c0 * uk + c1 * self.comp(self.u_n, k) + c2 * self.comp(self.u_nm1, k)
+            F = F + udot * vk * dxm
             if s.diffusion is not None:
                 D = self.lower(s.diffusion, req("diffusion"), u)
                 self.diffusion_exprs[k] = D
-                F = F + D * ufl.inner(ufl.grad(u[k]), ufl.grad(v[k])) * dx
+                F = F + D * ufl.inner(ufl.grad(uk), ufl.grad(vk)) * dx
             for toward, sens in s.taxis:
                 m = spec.species[toward].index
                 S = self.lower(sens, req("sensitivity", spec.species[toward].unit), u)
                 if use_edges:
                     edge_terms.append((k, m, S))
                 else:
-                    F = F - S * ufl.inner(ufl.grad(u[m]), ufl.grad(v[k])) * dx
+                    F = F - S * ufl.inner(ufl.grad(self.comp(u, m)), ufl.grad(vk)) * dx
             f = self.lower(s.reaction, req("reaction"), u)
-            F = F - f * v[k] * dxm
+            F = F - f * vk * dxm
             for bname, bc in s.boundary.items():
                 if bname not in self.domain.boundaries:
                     raise ConfigError(f"species.{name}.boundary.{bname}",
@@ -219,11 +229,11 @@ class Discretisation:
                 tag = self.domain.boundaries[bname]
                 if "flux" in bc:
                     g = self.lower(bc["flux"], req("flux"), u)
-                    F = F - g * v[k] * ds(tag)
+                    F = F - g * vk * ds(tag)
                 elif "transfer" in bc:
                     h = self.lower(bc["transfer"], req("robin"), u)
                     ub = self.lower(bc["value"], req("value"), u)
-                    F = F - h * (ub - u[k]) * v[k] * ds(tag)
+                    F = F - h * (ub - uk) * vk * ds(tag)
                 else:
                     bc_specs.append((k, tag, bc["value"], req("value")))
         self.F_ufl = F
@@ -237,13 +247,18 @@ class Discretisation:
         mesh = self.domain.mesh
         tdim = mesh.topology.dim
         for k, tag, term, req in bc_specs:
-            Vk, _ = self.V.sub(k).collapse()
+            Vsub = self.V.sub(k) if self.n > 1 else self.V
+            Vk = Vsub.collapse()[0] if self.n > 1 else self.V
             g = fem.Function(Vk)
             expr = self._expr(self.lower(term, req, None), Vk.element.interpolation_points)
             g.interpolate(expr)
             facets = self.domain.facet_tags.find(tag)
-            dofs = fem.locate_dofs_topological((self.V.sub(k), Vk), tdim - 1, facets)
-            self.bcs.append(_BC(fem.dirichletbc(g, dofs, self.V.sub(k)), g, expr))
+            if self.n > 1:
+                dofs = fem.locate_dofs_topological((Vsub, Vk), tdim - 1, facets)
+                bc = fem.dirichletbc(g, dofs, Vsub)
+            else:
+                bc = fem.dirichletbc(g, fem.locate_dofs_topological(Vk, tdim - 1, facets))
+            self.bcs.append(_BC(bc, g, expr))
         # global indices of Dirichlet dofs (rows/columns the edge Jacobian must skip)
         local = np.zeros(0, dtype=np.int64)
         if self.bcs:
@@ -280,7 +295,7 @@ class Discretisation:
 
     def _setup_observables(self) -> None:
         dx = ufl.dx(domain=self.domain.mesh)
-        self.total_forms = [fem.form(self.u[k] * dx) for k in range(self.n)]
+        self.total_forms = [fem.form(self.comp(self.u, k) * dx) for k in range(self.n)]
         self.observable_forms = {}
         for name, term in self.spec.observables.items():
             self.observable_forms[name] = fem.form(self.lower(term, None, self.u) * dx)
@@ -295,7 +310,8 @@ class Discretisation:
             s = spec.species[name]
             req = un.required_units("initial", L, T, s.unit) if spec.has_units else None
             comps.append(self.lower(s.initial, req, None))
-        expr = self._expr(ufl.as_vector(comps), self.V.element.interpolation_points)
+        expr = self._expr(ufl.as_vector(comps) if self.n > 1 else comps[0],
+                          self.V.element.interpolation_points)
         self.u.interpolate(expr)
         self.u.x.scatter_forward()
         if not np.all(np.isfinite(self.u.x.array)):
@@ -411,7 +427,8 @@ class Discretisation:
 
 def _component_derivative(expr: Any, u: Any, comp: int, n: int) -> Any:
     """d expr / d u[comp] as a UFL expression."""
-    e = ufl.as_vector([1.0 if i == comp else 0.0 for i in range(n)])
+    e = ufl.as_vector([1.0 if i == comp else 0.0 for i in range(n)]) if n > 1 else \
+        ufl.as_ufl(1.0)
     d = ufl.derivative(expr, u, e)
     return ufl.algorithms.expand_derivatives(d)
 

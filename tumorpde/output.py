@@ -62,7 +62,7 @@ class FieldWriter:
             if disc.degree == 1:
                 f.x.array[:] = disc.u.x.array[k::disc.n]
             else:
-                f.interpolate(disc.u.sub(k))
+                f.interpolate(disc.u.sub(k) if disc.n > 1 else disc.u)
             f.x.scatter_forward()
             self.file.write_function(f, t)
         self.count += 1
