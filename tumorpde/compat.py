@@ -13,7 +13,8 @@ import importlib.metadata
 from types import ModuleType
 from typing import Any
 
-__all__ = ["import_dolfinx", "gmsh_io", "versions", "DOLFINX_MIN"]
+__all__ = ["import_dolfinx", "gmsh_io", "geometry_dofmap", "mesh_data_fields", "versions",
+           "DOLFINX_MIN"]
 
 DOLFINX_MIN = (0, 10)
 _dolfinx: ModuleType | None = None
@@ -70,6 +71,15 @@ def mesh_data_fields(data: Any) -> tuple[Any, Any, Any, dict[str, tuple[int, int
         return data.mesh, data.cell_tags, data.facet_tags, groups
     mesh, cell_tags, facet_tags = data[:3]  # pragma: no cover - pre-0.10 layout
     return mesh, cell_tags, facet_tags, {}
+
+
+def geometry_dofmap(mesh: Any) -> Any:
+    """Cell-to-geometry-node map (``geometry.dofmaps[0]`` from 0.11, ``geometry.dofmap`` before)."""
+    geom = mesh.geometry
+    dofmaps = getattr(geom, "dofmaps", None)
+    if dofmaps is not None:
+        return dofmaps(0) if callable(dofmaps) else dofmaps[0]
+    return geom.dofmap  # pragma: no cover - DOLFINx 0.10
 
 
 def versions() -> dict[str, str]:

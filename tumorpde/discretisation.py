@@ -91,7 +91,8 @@ class Discretisation:
         self.u_n = fem.Function(self.V, name="state_n")
         self.u_nm1 = fem.Function(self.V, name="state_nm1")
         self.t = fem.Constant(mesh, PETSc.ScalarType(spec.config.time.start))
-        self.one = fem.Constant(mesh, PETSc.ScalarType(1.0))
+        self.unit_field = fem.Function(fem.functionspace(mesh, ("DG", 0)), name="one")
+        self.unit_field.x.array[:] = 1.0
         # time derivative ~ c0 u + c1 u_n + c2 u_nm1
         self.coeffs = [fem.Constant(mesh, PETSc.ScalarType(v)) for v in (1.0, -1.0, 0.0)]
         for name, (value, _unit) in spec.parameters.items():
@@ -105,8 +106,12 @@ class Discretisation:
 
     def _expr(self, e: Any, points: Any) -> Any:
         """A compiled interpolation expression (constants allowed)."""
-        # the factor `one` ties constant expressions to the mesh
-        return fem.Expression(ufl.as_ufl(e) * self.one, points, comm=self.comm)
+        # the factor `unit_field` (a DG0 function equal to 1) ties constant expressions to the mesh
+        # (UFL folds exact zeros, so those become a zero field on the mesh)
+        expr = ufl.as_ufl(e) * self.unit_field
+        if _is_zero(expr):
+            expr = 0.0 * ufl.as_ufl(1.0) + (self.unit_field - self.unit_field)
+        return fem.Expression(expr, points, comm=self.comm)
 
     # ------------------------------------------------------------------ symbols
     def _symbols(self, state: Any) -> dict[str, tuple[Any, ex.Dim]]:

@@ -41,6 +41,7 @@ class RunResult:
     steps: int
     observables: dict[str, float] = field(default_factory=dict)
     minima: dict[str, float] = field(default_factory=dict)
+    discretisation: Any = None
 
 
 def prepare(cfg: Config, comm: MPI.Comm = MPI.COMM_WORLD) -> tuple[Spec, Any, Any]:
@@ -186,4 +187,4 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
         raise SolverError(message or "run failed")
     if not math.isclose(t, tc.end, rel_tol=0, abs_tol=10 * milestones.tol):  # pragma: no cover
         raise SolverError(f"stopped at t={t} before end={tc.end}")
-    return RunResult(outdir, status, t, steps, last, minima)
+    return RunResult(outdir, status, t, steps, last, minima, disc)

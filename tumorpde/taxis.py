@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from petsc4py import PETSc
 
-from tumorpde.compat import import_dolfinx
+from tumorpde.compat import geometry_dofmap
 
 __all__ = ["EdgeGraph", "EdgeTaxis"]
 
@@ -58,7 +58,7 @@ class EdgeGraph:
         tdim = mesh.topology.dim
         ncells = mesh.topology.index_map(tdim).size_local
         cell_dofs = np.asarray(V0.dofmap.list)[:ncells]
-        geom = np.asarray(mesh.geometry.dofmap)[:ncells, : tdim + 1]
+        geom = np.asarray(geometry_dofmap(mesh))[:ncells, : tdim + 1]
         X = mesh.geometry.x[geom]  # (cells, tdim+1, 3)
         E = X[:, 1:, :] - X[:, :1, :]  # edge vectors from vertex 0: (cells, tdim, 3)
         # gradients of the barycentric coordinates 1..tdim: columns of pinv(E)
