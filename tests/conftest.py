@@ -12,8 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import pytest
 from mpi4py import MPI
+
+import pytest
 
 import tumorpde.compat
 

@@ -8,8 +8,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from mpi4py import MPI
+
+import numpy as np
 
 from tumorpde.config import EXAMPLES_DIR, load_dict
 from tumorpde.simulation import RunResult, run

@@ -86,3 +86,17 @@ def test_keller_segel_two_ranks_conserves_mass(tmp_path):
     assert r.returncode == 0, r.stderr
     obs = read_csv(tmp_path / "ks" / "observables.csv")
     np.testing.assert_allclose(obs["total_cells"], obs["total_cells"][0], rtol=1e-10)
+
+
+def test_knockout_flag(tmp_path):
+    r = cli("run", "quickstart", "-o", "ko", "-q", "--set", "time.end=0.2", "--knockout",
+            "signal", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    run = json.loads((tmp_path / "ko" / "run.json").read_text())
+    assert run["config"]["knockout"] == ["signal"]
+    obs = read_csv(tmp_path / "ko" / "observables.csv")
+    assert np.all(obs["total_signal"] == 0.0)
+    r = cli("run", "quickstart", "-o", "bad", "-q", "--knockout", "nosuch", cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "tumorpde: error: knockout: unknown species 'nosuch' (species: cells, signal)"]

@@ -13,10 +13,11 @@ import json
 import math
 import xml.etree.ElementTree as ET
 
+from mpi4py import MPI
+
 import numpy as np
 import pytest
 from helpers import example, h1_error, l2_error, rates, read_csv, run_dict
-from mpi4py import MPI
 
 from tumorpde.config import load_dict
 from tumorpde.simulation import prepare
@@ -345,3 +346,43 @@ def test_disk_and_box_meshes(mpi_tmp):
                        "v": {"diffusion": 0.1, "initial": "z", "boundary": {"top": {"value": 1}}}}}
     res = run_dict(box, mpi_tmp / "box")
     assert res.observables["total_u"] == pytest.approx(1.5, rel=1e-8)  # conserved
+
+
+def test_definitions_observable_kinds_and_cumulative(mpi_tmp):
+    cfg = {
+        "mesh": {"shape": "rectangle", "size": [1.0, 1.0], "cells": [16, 16]},
+        "time": {"end": 1.0, "dt": 0.1, "scheme": "backward-euler"},
+        "parameters": {"k": {"value": 0.5, "description": "decay rate",
+                             "source": "assumed: test"}},
+        "definitions": {"both": "a + b", "rate": "k*a"},
+        "species": {"a": {"diffuses": False, "reaction": "-rate", "initial": "1 + x"},
+                    "b": {"diffuses": False, "reaction": "rate", "initial": 0.0}},
+        "observables": {
+            "mass": "both",
+            "peak_a": {"maximum": "a"},
+            "low_a": {"minimum": "a"},
+            "b_fraction": {"integral": "b", "per": "both"},
+            "converted": {"integral": "rate", "cumulative": True},
+        },
+    }
+    run_dict(cfg, mpi_tmp / "obs")
+    obs = read_csv(mpi_tmp / "obs" / "observables.csv")
+    np.testing.assert_allclose(obs["mass"], 1.5, rtol=1e-12)
+    decay = (1 + 0.5 * 0.1) ** -np.round(obs["t"] / 0.1)  # backward Euler factor per step
+    np.testing.assert_allclose(obs["peak_a"], 2.0 * decay, rtol=1e-10)
+    np.testing.assert_allclose(obs["low_a"], 1.0 * decay, rtol=1e-10)
+    np.testing.assert_allclose(obs["b_fraction"], obs["total_b"] / 1.5, rtol=1e-10)
+    # the time integral of the conversion rate equals the amount converted (to O(dt))
+    assert obs["converted"][0] == 0.0
+    assert obs["converted"][-1] == pytest.approx(obs["total_b"][-1], rel=0.05)
+
+
+def test_knockout_holds_species_at_zero(mpi_tmp):
+    data = example("quickstart")
+    data["knockout"] = ["signal"]
+    res = run_dict(data, mpi_tmp / "ko")
+    obs = read_csv(mpi_tmp / "ko" / "observables.csv")
+    assert np.all(obs["total_signal"] == 0.0)
+    assert res.minima["signal"] == 0.0
+    # without the signal there is no taxis: cells grow by logistic kinetics only
+    assert obs["total_cells"][-1] > obs["total_cells"][0]

@@ -37,11 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", metavar="DIR", help="output directory (default out/NAME)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value: dotted TOML key, TOML value (repeatable)")
+    r.add_argument("--knockout", action="append", default=[], metavar="SPECIES",
+                   help="hold a species at zero and remove its sources (repeatable)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings only")
     r.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     c = sub.add_parser("check", help="validate a config (mesh, names, expressions, units)")
     c.add_argument("config")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--knockout", action="append", default=[], metavar="SPECIES")
     c.add_argument("--debug", action="store_true")
     sub.add_parser("list", help="list the bundled examples")
     i = sub.add_parser("init", help="write a bundled example config to a file")
@@ -109,7 +112,11 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     from tumorpde.config import find_config, load
 
     path = find_config(args.config)
-    return path, load(path, args.set)
+    cfg = load(path, args.set)
+    for name in getattr(args, "knockout", []):
+        if name not in cfg.knockout:
+            cfg.knockout.append(name)
+    return path, cfg
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

@@ -26,7 +26,9 @@ from tumorpde.model import (
     Config,
     Discretisation,
     Mesh,
+    Observable,
     Output,
+    Parameter,
     Species,
     Taxis,
     Time,
@@ -224,14 +226,14 @@ def load_dict(data: dict[str, Any]) -> Config:
             out.fields = list(f)
         if "progress" in o:
             out.progress = _bool(o["progress"], "output.progress")
+        span = cfg.time.end - cfg.time.start
+        if out.checkpoint_every is not None and span / out.checkpoint_every > 100_000:
+            raise ConfigError("output.checkpoint_every", "more than 100000 checkpoints requested")
         cfg.output = out
     if "parameters" in data:
         params = _table(data["parameters"], "parameters")
         for k, v in params.items():
-            if isinstance(v, bool) or not isinstance(v, int | float | str):
-                raise ConfigError(f"parameters.{k}", f"expected a number or a quantity string "
-                                                     f"like '0.01 mm^2/day', got {_type_name(v)}")
-        cfg.parameters = dict(params)
+            cfg.parameters[k] = _parameter(v, f"parameters.{k}")
     if "discretisation" in data:
         d = _fields(Discretisation, _table(data["discretisation"], "discretisation"),
                     "discretisation")
@@ -257,13 +259,66 @@ def load_dict(data: dict[str, Any]) -> Config:
         cfg.solver = dict(s)
     if "observables" in data:
         obs = _table(data["observables"], "observables")
-        for k, v in obs.items():
-            if not isinstance(v, str | int | float) or isinstance(v, bool):
-                raise ConfigError(f"observables.{k}", "expected an expression string")
-        cfg.observables = {k: str(v) for k, v in obs.items()}
+        cfg.observables = {k: _observable(v, f"observables.{k}") for k, v in obs.items()}
+    if "definitions" in data:
+        defs = _table(data["definitions"], "definitions")
+        for k, v in defs.items():
+            if isinstance(v, bool) or not isinstance(v, str | int | float):
+                raise ConfigError(f"definitions.{k}", "expected an expression string")
+        cfg.definitions = {k: str(v) for k, v in defs.items()}
+    if "knockout" in data:
+        ko = data["knockout"]
+        if not isinstance(ko, list) or not all(isinstance(x, str) for x in ko):
+            raise ConfigError("knockout", "expected an array of species names")
+        cfg.knockout = list(ko)
     if "title" in data:
         cfg.title = _str(data["title"], "title")
     return cfg
+
+
+def _parameter(v: Any, key: str) -> float | str | Parameter:
+    if isinstance(v, dict):
+        d = _fields(Parameter, v, key)
+        if "value" not in d:
+            raise ConfigError(f"{key}.value", "missing (a number or a quantity string)")
+        p = Parameter(value=_param_value(d["value"], f"{key}.value"))
+        for k in ("description", "source", "symbol"):
+            if k in d:
+                setattr(p, k, _str(d[k], f"{key}.{k}"))
+        if "range" in d:
+            p.range = _numlist(d["range"], f"{key}.range", (2,))
+        return p
+    return _param_value(v, key)
+
+
+def _param_value(v: Any, key: str) -> float | str:
+    if isinstance(v, bool) or not isinstance(v, int | float | str):
+        raise ConfigError(key, f"expected a number or a quantity string like '0.01 mm^2/day', "
+                               f"got {_type_name(v)}")
+    return _number(v, key) if isinstance(v, int | float) else v
+
+
+def _observable(v: Any, key: str) -> Observable:
+    if isinstance(v, str | int | float) and not isinstance(v, bool):
+        return Observable(integral=str(v))
+    d = _fields(Observable, _table(v, key), key)
+    ob = Observable()
+    kinds = [k for k in ("integral", "maximum", "minimum") if k in d]
+    if len(kinds) != 1:
+        raise ConfigError(key, "give exactly one of 'integral', 'maximum', 'minimum'")
+    for k in ("integral", "maximum", "minimum", "per"):
+        if k in d:
+            val = d[k]
+            if isinstance(val, bool) or not isinstance(val, str | int | float):
+                raise ConfigError(f"{key}.{k}", "expected an expression string")
+            setattr(ob, k, str(val))
+    if ob.per is not None and ob.integral is None:
+        raise ConfigError(f"{key}.per", "'per' applies to an 'integral' only")
+    if "cumulative" in d:
+        ob.cumulative = _bool(d["cumulative"], f"{key}.cumulative")
+    if "description" in d:
+        ob.description = _str(d["description"], f"{key}.description")
+    return ob
 
 
 def _species(data: Any, key: str) -> Species:
@@ -378,6 +433,16 @@ def _time(d: dict[str, Any]) -> Time:
         t.dt = span
     if (span / t.dt > 10_000_000) and not t.adaptive:
         raise ConfigError("time.dt", f"{t.dt} needs more than 10^7 steps to reach time.end")
+    if t.dt_max is not None and span / t.dt_max > 10_000_000:
+        raise ConfigError("time.dt_max", f"{t.dt_max} needs more than 10^7 steps to reach "
+                                         "time.end")
+    # a step below the floating-point resolution of t would never advance the time
+    scale = max(abs(t.start), abs(t.end))
+    for k in ("dt", "dt_max"):
+        step = getattr(t, k)
+        if step is not None and step < 1000 * math.ulp(scale):
+            raise ConfigError(f"time.{k}", f"{step:g} is too small to advance the time near "
+                                           f"t = {scale:g} (floating-point resolution)")
     if t.output_every is not None and span / t.output_every > 100_000:
         raise ConfigError("time.output_every", "more than 100000 outputs requested")
     return t
@@ -418,6 +483,16 @@ class SpeciesSpec:
 
 
 @dataclass
+class ObservableSpec:
+    """A parsed observable."""
+
+    kind: str
+    expr: TermSpec
+    per: TermSpec | None
+    cumulative: bool
+
+
+@dataclass
 class Spec:
     """A checked model: parsed expressions, parameter values, units."""
 
@@ -427,9 +502,10 @@ class Spec:
     parameters: dict[str, tuple[float, Any]]
     length_unit: Any
     time_unit: Any
-    observables: dict[str, TermSpec]
-    regions_used: set[str]
+    observables: dict[str, ObservableSpec]
+    regions_used: dict[str, str]
     boundaries_used: set[str]
+    definitions: dict[str, TermSpec] = field(default_factory=dict)
 
     @property
     def has_units(self) -> bool:
@@ -471,11 +547,26 @@ def check(cfg: Config) -> Spec:
             raise ConfigError(f"parameters.{k}", "parameter names must be identifiers")
         if k in reserved or k in cfg.species:
             raise ConfigError(f"parameters.{k}", f"{k!r} is reserved or a species name")
-        params[k] = un.parse_quantity(v, f"parameters.{k}", have_units)
+        value = v.value if isinstance(v, Parameter) else v
+        key = f"parameters.{k}.value" if isinstance(v, Parameter) else f"parameters.{k}"
+        params[k] = un.parse_quantity(value, key, have_units)
 
-    field_syms = set(names) | set(params)
+    for ko in cfg.knockout:
+        if ko not in cfg.species:
+            raise ConfigError("knockout", f"unknown species {ko!r} (species: {', '.join(names)})")
     const_syms = set(params)
-    regions_used: set[str] = set()
+    definitions: dict[str, TermSpec] = {}
+    known = set(names) | set(params)
+    for k, text in cfg.definitions.items():
+        dk = f"definitions.{k}"
+        if not _NAME.match(k) or k.startswith("__"):
+            raise ConfigError(dk, "definition names must be identifiers")
+        if k in reserved or k in known:
+            raise ConfigError(dk, f"{k!r} is reserved, a species or a parameter name")
+        definitions[k] = TermSpec(dk, expr=ex.parse(text, dk, known))
+        known.add(k)
+    field_syms = known
+    regions_used: dict[str, str] = {}
     boundaries_used: set[str] = set()
     species: dict[str, SpeciesSpec] = {}
     for i, (name, s) in enumerate(cfg.species.items()):
@@ -511,7 +602,12 @@ def check(cfg: Config) -> Spec:
                           for k in ("value", "flux", "transfer") if getattr(bc, k) is not None}
         for term in [diff, initial]:
             if term is not None and term.regions:
-                regions_used |= set(term.regions) - {"default"}
+                for r in set(term.regions) - {"default"}:
+                    regions_used.setdefault(r, f"{term.key}.{r}")
+        if name in cfg.knockout:  # held at zero: no initial value, sources or boundary input
+            initial = TermSpec(f"{key}.initial", expr=ex.Num(0.0))
+            reaction = TermSpec(f"{key}.reaction", expr=ex.Num(0.0))
+            taxis, bcs = [], {}
         species[name] = SpeciesSpec(name, i, diff, reaction, initial, taxis, bcs, unit)
         if isinstance(s.diffusion, int | float) and s.diffusion < 0:
             raise ConfigError(f"{key}.diffusion", f"must not be negative, got {s.diffusion}")
@@ -520,15 +616,24 @@ def check(cfg: Config) -> Spec:
                 if isinstance(v, int | float) and v < 0:
                     raise ConfigError(f"{key}.diffusion.{r}", f"must not be negative, got {v}")
     observables = {}
-    for oname, expr in cfg.observables.items():
+    for oname, ob in cfg.observables.items():
+        ok = f"observables.{oname}"
         if not _NAME.match(oname):
-            raise ConfigError(f"observables.{oname}", "observable names must be identifiers")
-        observables[oname] = _term(expr, f"observables.{oname}", field_syms)
+            raise ConfigError(ok, "observable names must be identifiers")
+        if oname == "t" or (oname.startswith("total_") and oname[6:] in cfg.species):
+            raise ConfigError(ok, "clashes with a built-in column")
+        kind = "integral" if ob.integral is not None else \
+            "maximum" if ob.maximum is not None else "minimum"
+        expr = _term(getattr(ob, kind), f"{ok}.{kind}" if not isinstance(
+            cfg.observables[oname], str) else ok, field_syms)
+        per = _term(ob.per, f"{ok}.per", field_syms) if ob.per is not None else None
+        observables[oname] = ObservableSpec(kind, expr, per, ob.cumulative)
     if cfg.output.fields is not None:
         for f in cfg.output.fields:
             if f not in cfg.species:
                 raise ConfigError("output.fields", f"unknown species {f!r}")
-    spec = Spec(cfg, names, species, params, L, T, observables, regions_used, boundaries_used)
+    spec = Spec(cfg, names, species, params, L, T, observables, regions_used, boundaries_used,
+                definitions)
     check_units(spec)
     return spec
 
@@ -552,6 +657,11 @@ def symbol_dims(spec: Spec) -> dict[str, ex.Dim]:
         dims[n] = ex.Dim(s.unit, explicit)
     for p, (_, u) in spec.parameters.items():
         dims[p] = ex.Dim(u, True) if u is not None else ex.Dim.flexible(None)
+    syms = {k: (None, d) for k, d in dims.items()}
+    for name, term in spec.definitions.items():
+        _, d = ex.lower(term.expr, syms, term.key, ureg, build=False)
+        syms[name] = (None, d)
+        dims[name] = d
     return dims
 
 

@@ -22,9 +22,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from mpi4py import MPI
 from petsc4py import PETSc
+
+import numpy as np
 
 from tumorpde import expressions as ex
 from tumorpde import units as un
@@ -130,6 +131,9 @@ class Discretisation:
             out[name] = (self.comp(state, k) if state is not None else 0.0, dims[name])
         for p, c in self.constants.items():
             out[p] = (c, dims[p])
+        ureg = un.registry() if self.spec.has_units else None
+        for name, term in self.spec.definitions.items():
+            out[name] = ex.lower(term.expr, out, term.key, ureg)
         return out
 
     def lower(self, term: TermSpec, required: Any, state: Any) -> Any:
@@ -190,7 +194,7 @@ class Discretisation:
 
     # ------------------------------------------------------------------ forms
     def _build_forms(self) -> None:
-        spec, n = self.spec, self.n
+        spec = self.spec
         mesh = self.domain.mesh
         L, T = spec.length_unit, spec.time_unit
         u, v = self.u, ufl.TestFunction(self.V)
@@ -208,8 +212,8 @@ class Discretisation:
         for name in spec.names:
             s = spec.species[name]
             k = s.index
-            req = (lambda kind, other=None: un.required_units(kind, L, T, s.unit, other)) \
-                if spec.has_units else (lambda kind, other=None: None)
+            def req(kind: str, other: Any = None, unit: Any = s.unit) -> Any:
+                return un.required_units(kind, L, T, unit, other) if spec.has_units else None
             uk, vk = self.comp(u, k), self.comp(v, k)
             udot = c0 * uk + c1 * self.comp(self.u_n, k) + c2 * self.comp(self.u_nm1, k)
             F = F + udot * vk * dxm
@@ -301,9 +305,16 @@ class Discretisation:
     def _setup_observables(self) -> None:
         dx = ufl.dx(domain=self.domain.mesh)
         self.total_forms = [fem.form(self.comp(self.u, k) * dx) for k in range(self.n)]
-        self.observable_forms = {}
-        for name, term in self.spec.observables.items():
-            self.observable_forms[name] = fem.form(self.lower(term, None, self.u) * dx)
+        self._observables: dict[str, tuple[str, Any, Any]] = {}
+        pts = self.V0.element.interpolation_points
+        for name, ob in self.spec.observables.items():
+            expr = self.lower(ob.expr, None, self.u)
+            if ob.kind == "integral":
+                per = fem.form(self.lower(ob.per, None, self.u) * dx) if ob.per else None
+                self._observables[name] = ("integral", fem.form(expr * dx), per)
+            else:
+                f = fem.Function(self.V0)
+                self._observables[name] = (ob.kind, self._expr(expr, pts), f)
 
     # ------------------------------------------------------------------ state
     def set_initial(self) -> None:
@@ -319,12 +330,12 @@ class Discretisation:
                           self.V.element.interpolation_points)
         self.u.interpolate(expr)
         self.u.x.scatter_forward()
-        if not np.all(np.isfinite(self.u.x.array)):
-            bad = self.comm.allreduce(1, op=MPI.MAX)
-        else:
-            bad = self.comm.allreduce(0, op=MPI.MAX)
-        if bad:
-            raise ConfigError("species", "an initial condition is not finite somewhere")
+        finite = np.isfinite(self.u.x.array.reshape(-1, self.n)).all(axis=0).astype(np.int32)
+        everywhere = np.empty_like(finite)
+        self.comm.Allreduce(finite, everywhere, op=MPI.MIN)
+        for name in spec.names:
+            if not everywhere[spec.species[name].index]:
+                raise ConfigError(f"species.{name}.initial", "is not finite somewhere")
         self.u_n.x.array[:] = self.u.x.array
         self.u_nm1.x.array[:] = self.u.x.array
         self.check_diffusion()
@@ -338,10 +349,12 @@ class Discretisation:
             if k not in self.diffusion_exprs:
                 continue
             f.interpolate(self._expr(self.diffusion_exprs[k], pts))
-            local = float(f.x.array.min()) if f.x.array.size else math.inf
-            gmin = self.comm.allreduce(local, op=MPI.MIN)
-            if not math.isfinite(gmin) and gmin != math.inf:
+            arr = f.x.array
+            finite = self.comm.allreduce(bool(np.all(np.isfinite(arr))), op=MPI.LAND)
+            if not finite:
                 raise ConfigError(f"species.{name}.diffusion", "is not finite somewhere")
+            local = float(arr.min()) if arr.size else math.inf
+            gmin = self.comm.allreduce(local, op=MPI.MIN)
             if gmin < 0:
                 raise ConfigError(f"species.{name}.diffusion",
                                   f"is negative somewhere (minimum {gmin:.3g})")
@@ -414,10 +427,25 @@ class Discretisation:
         return [float(v) for v in out]
 
     def observables(self) -> dict[str, float]:
-        """MPI-reduced user observables."""
+        """MPI-reduced user observables (instantaneous values; see ``Observable``)."""
         out = {}
-        for name, f in self.observable_forms.items():
-            out[name] = float(self.comm.allreduce(fem.assemble_scalar(f), op=MPI.SUM))
+        nown = self.V0.dofmap.index_map.size_local
+        for name, (kind, a, b) in self._observables.items():
+            if kind == "integral":
+                val = self.comm.allreduce(fem.assemble_scalar(a), op=MPI.SUM)
+                if b is not None:
+                    den = self.comm.allreduce(fem.assemble_scalar(b), op=MPI.SUM)
+                    val = val / den if den != 0 else 0.0
+            else:
+                b.interpolate(a)
+                arr = b.x.array[:nown]
+                if kind == "maximum":
+                    local = float(arr.max()) if arr.size else -math.inf
+                    val = self.comm.allreduce(local, op=MPI.MAX)
+                else:
+                    local = float(arr.min()) if arr.size else math.inf
+                    val = self.comm.allreduce(local, op=MPI.MIN)
+            out[name] = float(val)
         return out
 
     def minima(self) -> list[float]:
@@ -431,7 +459,7 @@ class Discretisation:
 
 
 def _component_derivative(expr: Any, u: Any, comp: int, n: int) -> Any:
-    """d expr / d u[comp] as a UFL expression."""
+    """D expr / d u[comp] as a UFL expression."""
     e = ufl.as_vector([1.0 if i == comp else 0.0 for i in range(n)]) if n > 1 else \
         ufl.as_ufl(1.0)
     d = ufl.derivative(expr, u, e)

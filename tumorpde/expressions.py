@@ -197,7 +197,12 @@ def _convert(node: ast.AST, src: str, key: str, allowed: set[str] | None, depth:
         if isinstance(node.value, bool) or not isinstance(node.value, int | float):
             raise ConfigError(key, f"{_token(node, src)!r} is not allowed in an expression "
                                    "(only numbers, names, arithmetic and functions)")
-        value = float(node.value)
+        try:
+            value = float(node.value)
+        except OverflowError:  # an integer literal beyond the float range
+            tok = _token(node, src)
+            raise ConfigError(key, f"number {tok[:20] + '...' if len(tok) > 24 else tok} is "
+                                   "too large") from None
         if not math.isfinite(value):
             raise ConfigError(key, f"number {_token(node, src)!r} is not finite")
         return Num(value)
@@ -234,6 +239,9 @@ def _convert(node: ast.AST, src: str, key: str, allowed: set[str] | None, depth:
             raise ConfigError(key, f"{name}() takes {want} arguments, got {len(node.args)} "
                                    f"in {src!r}")
         args = tuple(conv(a, cond=(name == "where" and i == 0)) for i, a in enumerate(node.args))
+        if name == "where" and not _is_condition(args[0]):
+            raise ConfigError(key, f"the first argument of where() must be a condition such as "
+                                   f"'x < 0.5', got {_token(node.args[0], src)!r}")
         return Call(name, args)
     if isinstance(node, ast.Compare) and condition:
         if not all(type(op) in _CMPOPS for op in node.ops):
@@ -251,6 +259,17 @@ def _convert(node: ast.AST, src: str, key: str, allowed: set[str] | None, depth:
     if isinstance(node, ast.Attribute):
         raise ConfigError(key, f"attribute access {_token(node, src)!r} is not allowed in {src!r}")
     raise ConfigError(key, f"{_token(node, src)!r} is not allowed in an expression {src!r}")
+
+
+def _is_condition(e: Expr) -> bool:
+    """Whether ``e`` is a comparison, or ``and``/``or``/``not`` of comparisons."""
+    if isinstance(e, Compare):
+        return True
+    if isinstance(e, BoolOp):
+        return all(_is_condition(v) for v in e.values)
+    if isinstance(e, Not):
+        return _is_condition(e.operand)
+    return False
 
 
 def symbols_of(expr: Expr) -> set[str]:

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from mpi4py import MPI
+
+import numpy as np
 
 from tumorpde import expressions as ex
 from tumorpde.compat import gmsh_io, import_dolfinx, mesh_data_fields
@@ -71,6 +72,10 @@ def build_domain(cfg: MeshConfig, comm: MPI.Comm) -> Domain:
         if len(origin) != len(cfg.size):
             raise ConfigError("mesh.origin", f"needs {len(cfg.size)} entries")
         hi = [o + s for o, s in zip(origin, cfg.size, strict=True)]
+        if any(h - o < np.finfo(np.float64).eps for o, h in zip(origin, hi, strict=True)):
+            # DOLFINx refuses such extents with a RuntimeError
+            raise ConfigError("mesh.size", f"{cfg.size} is too small for a mesh at origin "
+                                           f"{origin}")
         if shape == "interval":
             m = dmesh.create_interval(comm, cfg.cells[0], [origin[0], hi[0]])
             names = [("left", 0, origin[0]), ("right", 0, hi[0])]
@@ -131,22 +136,32 @@ def _gmsh_ball(cfg: MeshConfig, comm: MPI.Comm, dim: int) -> Domain:
     if len(center) != dim:
         raise ConfigError("mesh.center", f"needs {dim} entries")
     h = cfg.cell_size or cfg.radius / 16.0
+    error = None
     if comm.rank == 0:
         gmsh.initialize(interruptible=False)
         gmsh.option.setNumber("General.Terminal", 0)
-        gmsh.model.add("tumorpde")
-        c = center + [0.0] * (3 - dim)
-        if dim == 2:
-            tag = gmsh.model.occ.addDisk(c[0], c[1], 0.0, cfg.radius, cfg.radius)
-        else:
-            tag = gmsh.model.occ.addSphere(c[0], c[1], c[2], cfg.radius)
-        gmsh.model.occ.synchronize()
-        gmsh.model.addPhysicalGroup(dim, [tag], 1, name="tissue")
-        bnd = [b[1] for b in gmsh.model.getBoundary([(dim, tag)], oriented=False)]
-        gmsh.model.addPhysicalGroup(dim - 1, bnd, 1, name="outer")
-        gmsh.option.setNumber("Mesh.CharacteristicLengthMin", h)
-        gmsh.option.setNumber("Mesh.CharacteristicLengthMax", h)
-        gmsh.model.mesh.generate(dim)
+        try:
+            gmsh.model.add("tumorpde")
+            c = center + [0.0] * (3 - dim)
+            if dim == 2:
+                tag = gmsh.model.occ.addDisk(c[0], c[1], 0.0, cfg.radius, cfg.radius)
+            else:
+                tag = gmsh.model.occ.addSphere(c[0], c[1], c[2], cfg.radius)
+            gmsh.model.occ.synchronize()
+            gmsh.model.addPhysicalGroup(dim, [tag], 1, name="tissue")
+            bnd = [b[1] for b in gmsh.model.getBoundary([(dim, tag)], oriented=False)]
+            gmsh.model.addPhysicalGroup(dim - 1, bnd, 1, name="outer")
+            gmsh.option.setNumber("Mesh.CharacteristicLengthMin", h)
+            gmsh.option.setNumber("Mesh.CharacteristicLengthMax", h)
+            gmsh.model.mesh.generate(dim)
+        except Exception as exc:  # noqa: BLE001 - degenerate geometry is bad input
+            error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            gmsh.finalize()
+    # rank 0 alone talks to gmsh: share its verdict so that every rank fails together
+    error = comm.bcast(error, root=0)
+    if error is not None:
+        raise ConfigError("mesh.radius", f"gmsh cannot mesh a {cfg.shape} of radius "
+                                         f"{cfg.radius} at {center} with cell size {h:g}: {error}")
     try:
         data = gio.model_to_mesh(gmsh.model, comm, 0, gdim=dim)
     finally:

@@ -24,6 +24,8 @@ __all__ = [
     "Taxis",
     "Boundary",
     "Species",
+    "Parameter",
+    "Observable",
     "Config",
 ]
 
@@ -178,16 +180,71 @@ class Species:
 
 
 @dataclass
+class Parameter:
+    """A parameter with its provenance (the table form of ``[parameters]``).
+
+    ``NAME = value`` and ``NAME = { value = ..., description = ..., source = ... }``
+    are equivalent; the table form feeds the generated parameter tables.
+
+    Attributes:
+        value: A number (model units) or a quantity string such as ``"0.01 mm^2/day"``.
+        description: What the parameter means.
+        source: Primary source (paper, table/figure) or ``assumed: <reason>``.
+        symbol: Mathematical symbol used in the documentation.
+        range: Literature range ``[low, high]`` in the same units as ``value`` (used by
+            virtual cohorts).
+    """
+
+    value: float | str
+    description: str = ""
+    source: str = ""
+    symbol: str = ""
+    range: list[float] | None = None
+
+
+@dataclass
+class Observable:
+    """``[observables.NAME]``: a scalar recorded at every step in ``observables.csv``.
+
+    A plain string ``NAME = "expr"`` is the integral of ``expr`` over the domain.
+    The table form chooses the reduction:
+
+    Attributes:
+        integral: Integrate this expression over the domain ...
+        maximum: ... or take its maximum over the mesh nodes ...
+        minimum: ... or its minimum.
+        per: Divide the integral by the integral of this expression (an average or a
+            fraction; 0 where that integral vanishes).
+        cumulative: Record the time integral of the value since the start instead.
+        description: Free text (documentation).
+    """
+
+    integral: str | None = None
+    maximum: str | None = None
+    minimum: str | None = None
+    per: str | None = None
+    cumulative: bool = False
+    description: str = ""
+
+
+@dataclass
 class Config:
-    """A whole simulation: the root of the TOML file."""
+    """A whole simulation: the root of the TOML file.
+
+    ``definitions`` names sub-expressions (``cancer = "tumor + csc"``) usable in every
+    expression after them; ``knockout`` lists species held at zero with their sources
+    removed (the CLI's ``--knockout NAME``).
+    """
 
     species: dict[str, Species]
     mesh: Mesh = field(default_factory=Mesh)
     time: Time = field(default_factory=Time)
     units: Units | None = None
     output: Output = field(default_factory=Output)
-    parameters: dict[str, float | str] = field(default_factory=dict)
+    parameters: dict[str, float | str | Parameter] = field(default_factory=dict)
     discretisation: Discretisation = field(default_factory=Discretisation)
     solver: dict[str, Any] = field(default_factory=dict)
-    observables: dict[str, str] = field(default_factory=dict)
+    observables: dict[str, Observable] = field(default_factory=dict)
+    definitions: dict[str, str] = field(default_factory=dict)
+    knockout: list[str] = field(default_factory=list)
     title: str = ""

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from mpi4py import MPI
+
+import numpy as np
 
 from tumorpde.compat import versions
 from tumorpde.config import Spec, check, to_dict
@@ -51,10 +52,10 @@ def prepare(cfg: Config, comm: MPI.Comm = MPI.COMM_WORLD) -> tuple[Spec, Any, An
 
     spec = check(cfg)
     domain = build_domain(cfg.mesh, comm)
-    missing = spec.regions_used - set(domain.regions)
-    if missing:
-        raise ConfigError("species", f"unknown region(s) {', '.join(sorted(missing))} "
-                                     f"(mesh regions: {', '.join(sorted(domain.regions)) or 'none'})")
+    for region, key in spec.regions_used.items():
+        if region not in domain.regions:
+            raise ConfigError(key, f"unknown region {region!r} (mesh regions: "
+                                   f"{', '.join(sorted(domain.regions)) or 'none'})")
     disc = Discretisation(spec, domain)
     return spec, domain, disc
 
@@ -83,7 +84,11 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
         raise
     from tumorpde.solver import StepSolver
 
-    solver = StepSolver(disc, cfg.solver)
+    try:
+        solver = StepSolver(disc, cfg.solver)
+    except ConfigError as exc:
+        record.finish("failed", str(exc))
+        raise
     tc = cfg.time
     span = tc.end - tc.start
     out_every = tc.output_every or span / 10.0
@@ -104,9 +109,19 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
         bar = tqdm(total=span, unit="t", desc="tumorpde", leave=False,
                    bar_format="{l_bar}{bar}| t={n:.4g}/{total:.4g} [{elapsed}<{remaining}]")
 
+    cumulative = {n for n, o in spec.observables.items() if o.cumulative}
+    running = {n: 0.0 for n in cumulative}
+    previous: dict[str, tuple[float, float]] = {}
+
     def record_row(t: float) -> dict[str, float]:
         totals = disc.totals()
         extra = disc.observables()
+        for n in cumulative:  # time integral by the trapezoidal rule over accepted steps
+            if n in previous:
+                t_prev, v_prev = previous[n]
+                running[n] += 0.5 * (t - t_prev) * (v_prev + extra[n])
+            previous[n] = (t, extra[n])
+            extra[n] = running[n]
         obs.write([t] + totals + [extra[n] for n in obs_names])
         return {**{f"total_{n}": v for n, v in zip(names, totals, strict=True)}, **extra}
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from petsc4py import PETSc
 
+from tumorpde.errors import ConfigError
+
 __all__ = ["StepSolver", "default_options", "PREFIX"]
 
 PREFIX = "tumorpde_"
@@ -40,6 +42,13 @@ def default_options(gdim: int) -> dict[str, Any]:
                      "ksp_max_it": 1000, "ksp_gmres_restart": 100, "pc_type": "bjacobi",
                      "sub_pc_type": "ilu"})
     return opts
+
+
+def _describe(exc: Exception) -> str:
+    lines = [ln.strip().removeprefix("[0]").strip() for ln in str(exc).splitlines() if ln.strip()]
+    lines = [ln.split(": http")[0] for ln in lines]
+    useful = [ln for ln in lines if "Unknown" in ln or "unknown" in ln or "not" in ln]
+    return (useful or lines or [type(exc).__name__])[-1][:200]
 
 
 def _fmt(v: Any) -> str:
@@ -74,9 +83,22 @@ class StepSolver:
         self.snes.setOptionsPrefix(PREFIX)
         self.snes.setFunction(disc.residual, self.b)
         self.snes.setJacobian(disc.jacobian, self.A, self.A)
-        self.snes.setFromOptions()
-        self.snes.getKSP().setFromOptions()
         self.x = disc.u.x.petsc_vec.duplicate()
+        try:
+            # options are identical on every rank, so a bad one fails everywhere alike
+            self.snes.setFromOptions()
+            self.snes.getKSP().setFromOptions()
+            self.snes.setUp()
+        except PETSc.Error as exc:
+            self.destroy()
+            text = str(exc)
+            culprits = [k for k, v in user_options.items() if _fmt(v) in text]
+            if culprits:
+                k = culprits[0]
+                raise ConfigError(f"solver.{k}", f"PETSc rejected {_fmt(user_options[k])!r} "
+                                  f"({_describe(exc)})") from None
+            raise ConfigError("solver", f"PETSc rejected the solver options ({_describe(exc)})") \
+                from None
 
     def solve(self) -> StepResult:
         """Solve from the initial guess in ``disc.u``; on success ``disc.u`` holds the result."""

@@ -28,8 +28,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 from petsc4py import PETSc
+
+import numpy as np
 
 from tumorpde.compat import geometry_dofmap
 

@@ -69,9 +69,13 @@ def parse_quantity(value: Any, key: str, have_units: bool) -> tuple[float, Any]:
                                f"got {type(value).__name__}")
     text = value.strip()
     try:
-        return float(text), None
+        number = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):
+            raise ConfigError(key, f"value {value!r} is not finite")
+        return number, None
     if not have_units:
         raise ConfigError(key, f"{value!r} has units but the config has no [units] table")
     ureg = registry()
