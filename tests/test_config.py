@@ -74,10 +74,15 @@ def test_units_conversion_factors():
     s = spec.species["cells"]
     assert term_factor(spec, s.diffusion, un.required_units("diffusion", L, T, s.unit)) == [1.0]
     data["parameters"]["D0"] = "1 mm^2/s"
+    data["parameters"]["rho"] = "1 1/hour"
     spec = check(load_dict(data))
     s = spec.species["cells"]
+    # quantities of length and time enter in model units (mm, day) wherever they appear
+    assert spec.parameters["D0"][0] == pytest.approx(86400.0)
+    assert spec.parameters["rho"][0] == pytest.approx(24.0)
+    assert spec.parameters["D0"][1] == L**2 / T
     f = term_factor(spec, s.diffusion, un.required_units("diffusion", L, T, s.unit))
-    assert f == [pytest.approx(86400.0)]
+    assert f == [pytest.approx(1.0)]
 
 
 @pytest.mark.parametrize("key,value,match", [

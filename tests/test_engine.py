@@ -386,3 +386,15 @@ def test_knockout_holds_species_at_zero(mpi_tmp):
     assert res.minima["signal"] == 0.0
     # without the signal there is no taxis: cells grow by logistic kinetics only
     assert obs["total_cells"][-1] > obs["total_cells"][0]
+
+
+@pytest.mark.parametrize("reaction", ["-k*u", "0*u - k*u", "p*u - k*u", "-(k + 0*p)*u"])
+def test_parameters_with_units_are_converted_in_any_expression(mpi_tmp, reaction):
+    """k = 1/hour must act as 24/day wherever it appears (p is a plain number, 0)."""
+    cfg = {"units": {"length": "mm", "time": "day"},
+           "mesh": {"shape": "interval", "cells": [2]},
+           "time": {"end": 0.1, "dt": 0.001, "scheme": "bdf2"},
+           "parameters": {"k": "1 1/hour", "p": 0.0},
+           "species": {"u": {"diffuses": False, "reaction": reaction, "initial": 1.0}}}
+    res = run_dict(cfg, mpi_tmp / "k")
+    assert res.observables["total_u"] == pytest.approx(math.exp(-2.4), rel=1e-4)

@@ -47,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--knockout", action="append", default=[], metavar="SPECIES")
     c.add_argument("--debug", action="store_true")
     sub.add_parser("list", help="list the bundled examples")
+    d = sub.add_parser("doc", help="write Markdown documentation of a model (equations, "
+                       "parameters with sources, observables)")
+    d.add_argument("config")
+    d.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     i = sub.add_parser("init", help="write a bundled example config to a file")
     i.add_argument("name", help="example name (tumorpde list)")
     i.add_argument("path", nargs="?", help="destination (default NAME.toml)")
@@ -119,6 +123,25 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
     return path, cfg
 
 
+def _cmd_doc(args: argparse.Namespace) -> int:
+    from tumorpde.config import find_config, load
+    from tumorpde.modeldoc import model_markdown
+
+    path = find_config(args.config)
+    text = model_markdown(load(path), path.stem)
+    if args.output:
+        if _rank() == 0:
+            try:
+                Path(args.output).write_text(text)
+            except OSError as exc:
+                raise ConfigError("--output", f"cannot write {args.output}: {exc.strerror}") \
+                    from None
+        _say(f"wrote {args.output}")
+    else:
+        _say(text.rstrip("\n"))
+    return 0
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
@@ -168,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_init(args)
         if args.command == "check":
             return _cmd_check(args)
+        if args.command == "doc":
+            return _cmd_doc(args)
         return _cmd_run(args)
     except ConfigError as exc:
         _say(f"tumorpde: error: {exc}", err=True)

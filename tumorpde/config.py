@@ -404,6 +404,8 @@ def _mesh(d: dict[str, Any]) -> Mesh:
                                                 f"{m.radius} (more than 400 cells per radius)")
     if m.shape == "file" and not m.file:
         raise ConfigError("mesh.file", "shape = 'file' needs mesh.file")
+    if m.file and m.shape != "file":
+        raise ConfigError("mesh.file", f"is given but mesh.shape = {m.shape!r} (use shape = 'file')")
     for tab in ("regions", "boundaries"):
         if tab in d:
             t = _table(d[tab], f"mesh.{tab}")
@@ -449,8 +451,15 @@ def _time(d: dict[str, Any]) -> Time:
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
-    """The resolved configuration as plain data (for ``run.json``)."""
-    return dataclasses.asdict(cfg)
+    """The resolved configuration as plain data (``run.json``); ``load_dict`` reads it back."""
+    def strip(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if x is not None}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+
+    return strip(dataclasses.asdict(cfg))
 
 
 # --------------------------------------------------------------------- semantic checks
@@ -549,7 +558,7 @@ def check(cfg: Config) -> Spec:
             raise ConfigError(f"parameters.{k}", f"{k!r} is reserved or a species name")
         value = v.value if isinstance(v, Parameter) else v
         key = f"parameters.{k}.value" if isinstance(v, Parameter) else f"parameters.{k}"
-        params[k] = un.parse_quantity(value, key, have_units)
+        params[k] = un.canonical(*un.parse_quantity(value, key, have_units), L, T)
 
     for ko in cfg.knockout:
         if ko not in cfg.species:

@@ -18,6 +18,7 @@ forms are compiled once per run.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,8 @@ from tumorpde.mesh import Domain
 from tumorpde.taxis import EdgeGraph, EdgeTaxis, add_entries
 
 __all__ = ["Discretisation"]
+
+log = logging.getLogger("tumorpde")
 
 import_dolfinx()
 import basix.ufl  # noqa: E402
@@ -204,6 +207,11 @@ class Discretisation:
         dx = ufl.Measure("dx", domain=mesh)
         ds = ufl.Measure("ds", domain=mesh, subdomain_data=self.domain.facet_tags)
         use_edges = self.degree == 1 and spec.config.discretisation.taxis == "upwind"
+        has_taxis = any(s.taxis for s in spec.species.values())
+        if has_taxis and self.degree > 1 and spec.config.discretisation.taxis == "upwind" \
+                and self.comm.rank == 0:
+            log.warning("edge upwinding of taxis is for P1; P%d uses Galerkin taxis "
+                        "(non-negativity not guaranteed)", self.degree)
         c0, c1, c2 = self.coeffs
         F: Any = 0
         self.diffusion_exprs: dict[int, Any] = {}
@@ -285,6 +293,10 @@ class Discretisation:
         if not terms:
             return
         self.graph = EdgeGraph(self.V0, self.V.dofmap.index_map)
+        worst = self.comm.allreduce(self.graph.min_weight, op=MPI.MIN)
+        if worst < -1e-12 and self.comm.rank == 0:
+            log.warning("the mesh has obtuse angles (negative edge weights, min %.3g): "
+                        "taxis stays conservative but non-negativity is not guaranteed", worst)
         pts = self.V0.element.interpolation_points
         for k, m, S in terms:
             Sf = fem.Function(self.V0)

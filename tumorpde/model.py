@@ -80,8 +80,8 @@ class Time:
         scheme: ``backward-euler`` or ``bdf2`` (variable-step).
         adaptive: Error-controlled step size, cut back on solver failure.
         output_every: Interval of field output (times are hit exactly); default (end-start)/10.
-        dt_min: Smallest step before the run is declared failed (default 1e-8*(end-start)).
-        dt_max: Largest step with ``adaptive`` (default output_every).
+        dt_min: Smallest step before the run is declared failed (default 1e-9*(end-start)).
+        dt_max: Largest step (default output_every).
         rtol: Relative tolerance of the adaptive error estimate.
         atol: Absolute tolerance of the adaptive error estimate.
     """

@@ -142,8 +142,8 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
     try:
         while t < tc.end - milestones.tol:
             milestone = milestones.next_after(t)
-            dt = ctrl.propose(t, milestone)
             dt_prev = dts[-1] if dts else None
+            dt = ctrl.propose(t, milestone, dt_prev)
             c = bdf_coefficients(tc.scheme, dt, dt_prev)
             for const, val in zip(disc.coeffs, c, strict=True):
                 const.value = val
@@ -170,6 +170,9 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
             err = ctrl.estimate(unew, hist, dts, dt, comm) if tc.adaptive else 0.0
             if not ctrl.accept(err, dt):
                 disc.u.x.array[:] = disc.u_n.x.array
+                if dt <= ctrl.dt_min * (1 + 1e-12):
+                    raise SolverError(f"the error tolerance cannot be met at t={t:.6g} even with "
+                                      f"dt_min={ctrl.dt_min:.3g}")
                 continue
             steps += 1
             t = milestone if abs(t + dt - milestone) <= milestones.tol else t + dt
@@ -184,6 +187,12 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
                 bar.update(dt)
     except SolverError as exc:
         status, message = "failed", str(exc)
+    except KeyboardInterrupt:
+        record.finish("interrupted", f"interrupted at t={t:.6g}")
+        raise
+    except BaseException as exc:
+        record.finish("failed", f"{type(exc).__name__}: {exc}")
+        raise
     finally:
         if bar is not None:
             bar.close()

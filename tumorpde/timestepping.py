@@ -98,9 +98,15 @@ class Controller:
     def __post_init__(self) -> None:
         self.dt_fixed = self.dt
 
-    def propose(self, t: float, milestone: float) -> float:
-        """The next step from ``t``, shortened (or slightly stretched) to land on ``milestone``."""
+    def propose(self, t: float, milestone: float, dt_prev: float | None = None) -> float:
+        """The next step from ``t``, shortened (or slightly stretched) to land on ``milestone``.
+
+        After a short step (one that landed on a milestone, or a cut-back) the step grows by
+        at most a factor 2, which keeps variable-step BDF2 zero-stable.
+        """
         dt = min(self.dt, self.dt_max)
+        if dt_prev is not None:
+            dt = min(dt, 2.0 * dt_prev)
         remaining = milestone - t
         if dt >= remaining * (1.0 - 1e-9) or remaining - dt < 1e-3 * dt:
             return remaining

@@ -15,7 +15,7 @@ from typing import Any
 
 from tumorpde.errors import ConfigError
 
-__all__ = ["registry", "parse_quantity", "parse_unit", "required_units"]
+__all__ = ["registry", "parse_quantity", "parse_unit", "canonical", "required_units"]
 
 
 @functools.cache
@@ -91,6 +91,31 @@ def parse_quantity(value: Any, key: str, have_units: bool) -> tuple[float, Any]:
     if q.units == ureg.dimensionless:
         return mag, ureg.dimensionless
     return mag, q.units
+
+
+def canonical(magnitude: float, unit: Any, length: Any, time: Any) -> tuple[float, Any]:
+    """Convert a quantity made of length and time only into the model's units.
+
+    ``"0.918 1/hour"`` becomes ``(22.03, 1/day)`` in a model timed in days, so that
+    every such parameter enters expressions already in model units, whatever
+    expression it appears in.  Quantities with other dimensions (mass, substance,
+    pressure, ...) keep their own units and are converted where they meet others.
+
+    Args:
+        magnitude: Value in ``unit``.
+        unit: pint unit, or ``None`` for a plain number (returned unchanged).
+        length: Model length unit (``None`` without ``[units]``).
+        time: Model time unit.
+    """
+    if unit is None or length is None:
+        return magnitude, unit
+    dims = dict(unit.dimensionality)
+    if not set(dims) <= {"[length]", "[time]"}:
+        return magnitude, unit
+    target = length ** dims.get("[length]", 0) * time ** dims.get("[time]", 0)
+    if not dims:
+        target = registry().dimensionless
+    return float(registry().Quantity(magnitude, unit).to(target).magnitude), target
 
 
 def required_units(kind: str, length: Any, time: Any, species: Any,
