@@ -1,0 +1,30 @@
+"""(e) Metastatic potential: intravasation rises with blood and lymphatic vessel density
+and with M2 and CAF activity.
+
+    python experiments/metastatic-potential/run.py [--size full|medium|small]
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import setup  # noqa: E402
+
+from tumorpde.study import Variant, plot_variants, ratio, run_variants, write_results  # noqa: E402
+
+args, out, runs = setup(__file__, __doc__)
+res = run_variants("tme-2d", [
+    Variant("baseline"),
+    Variant("more-blood-vessels", set=["parameters.vessel_background.value=0.03"]),
+    Variant("more-lymphatics", set=['definitions.normal_lymphatics="0.4*exp(-(y-2.2)**2/0.002) + 0.4*exp(-(y-0.5)**2/0.002)"']),
+    Variant("more-m2", set=["parameters.polarise_m2.value=2.0"]),
+    Variant("more-caf", set=["parameters.activation_caf.value=2.0"]),
+], runs, args.size)
+base = res["baseline"]["final"]["ctc_released"]
+summary = {f"ctc_ratio_{k.replace('-', '_')}": ratio(v["final"]["ctc_released"], base)
+           for k, v in res.items() if k != "baseline"}
+summary["ctc_released_baseline"] = base
+write_results(out / "results.json", summary, res)
+plot_variants(res, ["ctc_released", "intravasation_blood", "intravasation_lymph"],
+              out / "figure.png", "Metastatic potential: cells released into the circulation")
+print(summary)

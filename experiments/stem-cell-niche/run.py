@@ -1,0 +1,27 @@
+"""(d) Stem-cell niche: removing CAF-derived or perivascular niche signals lowers the
+CSC fraction.
+
+    python experiments/stem-cell-niche/run.py [--size full|medium|small]
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import setup  # noqa: E402
+
+from tumorpde.study import Variant, plot_variants, run_variants, write_results  # noqa: E402
+
+args, out, runs = setup(__file__, __doc__)
+res = run_variants("tme-2d", [
+    Variant("full-niche"),
+    Variant("no-caf-niche", set=['definitions.niche="min(1, vessel/(K_niche + vessel))"']),
+    Variant("no-perivascular-niche", set=['definitions.niche="min(1, caf/(K_niche + caf))"']),
+    Variant("no-niche", set=['definitions.niche="0"']),
+], runs, args.size)
+c = {k: v["final"]["csc_fraction"] for k, v in res.items()}
+summary = {f"csc_fraction_{k.replace('-', '_')}": v for k, v in c.items()}
+write_results(out / "results.json", summary, res)
+plot_variants(res, ["csc_fraction", "tumor_burden"], out / "figure.png",
+              "Stem-cell niche signals and the CSC fraction")
+print(summary)

@@ -1,0 +1,142 @@
+"""In-silico experiments: variants of a model run side by side.
+
+An experiment is a base config plus named *variants* (``--set``-style overrides and
+knockouts).  :func:`run_variants` runs them (in this process, on this
+communicator), collects the observables and writes ``results.json``;
+:func:`plot_variants` draws the time courses.  Experiments in ``experiments/``
+are thin scripts over these two functions, with a ``--size`` switch:
+
+* ``full``: the model's own resolution,
+* ``medium``: the figure resolution of the committed results,
+* ``small``: the size used by the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mpi4py import MPI
+
+from tumorpde.config import apply_overrides, find_config, load_dict, parse_set
+
+__all__ = ["Variant", "SIZES", "run_variants", "plot_variants", "experiment_args", "read_series"]
+
+#: overrides that shrink a model for figures ("medium") and for tests ("small")
+SIZES: dict[str, list[str]] = {
+    "full": [],
+    "medium": ["mesh.cells=[32, 32]", "time.dt=2.0"],
+    "small": ["mesh.cells=[16, 16]", "time.dt=4.0", "time.end=24.0", "time.output_every=12.0"],
+}
+
+
+@dataclass
+class Variant:
+    """One arm of an experiment.
+
+    Attributes:
+        name: Label (directory name, legend).
+        set: ``KEY=VALUE`` overrides as for ``--set``.
+        knockout: Species held at zero.
+    """
+
+    name: str
+    set: list[str] = field(default_factory=list)
+    knockout: list[str] = field(default_factory=list)
+
+
+def _load_base(model: str, size: str, extra: Sequence[str]) -> dict[str, Any]:
+    import tomllib
+
+    data = tomllib.loads(find_config(model).read_text())
+    return apply_overrides(data, [parse_set(s) for s in [*SIZES[size], *extra]])
+
+
+def read_series(path: Path) -> dict[str, list[float]]:
+    """``observables.csv`` as columns."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return {h: [float(r[i]) for r in rows[1:]] for i, h in enumerate(rows[0])}
+
+
+def run_variants(model: str, variants: Sequence[Variant], outdir: Path, size: str = "medium",
+                 extra: Sequence[str] = (), comm: MPI.Comm = MPI.COMM_WORLD) -> dict[str, Any]:
+    """Run every variant of ``model`` and return ``{variant: {"final": ..., "series": ...}}``.
+
+    Args:
+        model: Bundled example name or config path.
+        variants: The arms.
+        outdir: Each variant writes into ``outdir/<variant>``.
+        size: ``full`` | ``medium`` | ``small`` (see :data:`SIZES`).
+        extra: Overrides applied to every variant.
+        comm: Communicator.
+    """
+    from tumorpde.simulation import run
+
+    results: dict[str, Any] = {}
+    for v in variants:
+        data = _load_base(model, size, extra)
+        data = apply_overrides(data, [parse_set(s) for s in v.set])
+        data.setdefault("output", {})["progress"] = False
+        if v.knockout:
+            data["knockout"] = sorted(set(data.get("knockout", [])) | set(v.knockout))
+        res = run(load_dict(data), outdir / v.name, comm)
+        series = read_series(outdir / v.name / "observables.csv") if comm.rank == 0 else {}
+        results[v.name] = {"final": res.observables, "series": series,
+                           "set": v.set, "knockout": v.knockout}
+    return results
+
+
+def write_results(path: Path, summary: Mapping[str, Any], results: Mapping[str, Any],
+                  comm: MPI.Comm = MPI.COMM_WORLD) -> None:
+    """``results.json``: the summary (effect sizes) and every variant's final observables."""
+    if comm.rank == 0:
+        data = {"summary": summary,
+                "variants": {k: {"final": v["final"], "set": v["set"], "knockout": v["knockout"]}
+                             for k, v in results.items()}}
+        path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def plot_variants(results: Mapping[str, Any], columns: Sequence[str], path: Path, title: str,
+                  comm: MPI.Comm = MPI.COMM_WORLD) -> None:
+    """One panel per observable, one line per variant (rank 0 writes the PNG)."""
+    if comm.rank != 0:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.4), squeeze=False)
+    for ax, col in zip(axes[0], columns, strict=True):
+        for name, r in results.items():
+            s = r["series"]
+            ax.plot(s["t"], s[col], label=name, lw=2)
+        ax.set_xlabel("time (day)")
+        ax.set_title(col.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def experiment_args(description: str) -> argparse.Namespace:
+    """Common command line of the experiment scripts."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--size", choices=sorted(SIZES), default="medium",
+                   help="model resolution: full, medium (committed figures) or small (tests)")
+    p.add_argument("-o", "--output", type=Path, default=None,
+                   help="directory for runs, figure and results.json (default: the script's)")
+    return p.parse_args()
+
+
+def ratio(a: float, b: float) -> float:
+    """a/b, or inf when b vanishes."""
+    return a / b if b else float("inf")
