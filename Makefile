@@ -3,11 +3,14 @@ SHELL := /bin/bash
 VENV  ?= .venv
 PY    := $(VENV)/bin/python
 NP    ?= 2
-DEMO  ?= quickstart
+DEMO  ?= tme-2d
 PYTEST_FLAGS ?= -q
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-serial test-mpi verify lint clean
+EXPERIMENTS := stroma-dependence cafs immune-polarisation stem-cell-niche metastatic-potential cohort
+SIZE ?= medium
+
+.PHONY: setup demo test test-serial test-mpi verify lint clean docs experiments
 
 setup: $(STAMP)
 
@@ -20,8 +23,9 @@ $(STAMP): pyproject.toml scripts/find-python
 	$(PY) -c "import tumorpde.compat as c; c.import_dolfinx(); print('tumorpde set up:', c.versions())"
 	@touch $(STAMP)
 
+# the default simulation: the tme-2d scenario on $(NP) ranks (about 1-2 minutes)
 demo: $(STAMP)
-	$(VENV)/bin/tumorpde run $(DEMO) -o out/demo
+	$(VENV)/bin/mpiexec -n $(NP) $(VENV)/bin/tumorpde run $(DEMO) -o out/demo
 
 test: test-serial test-mpi
 
@@ -35,6 +39,15 @@ test-mpi: $(STAMP)
 
 verify: $(STAMP)
 	$(PY) -m pytest $(PYTEST_FLAGS) -m convergence
+
+# regenerate docs/model.md from the model (a test checks it is up to date)
+docs: $(STAMP)
+	$(VENV)/bin/tumorpde doc tme-2d -o docs/model.md
+
+# rerun every experiment of experiments/ (figures and results.json); SIZE=full|medium|small
+experiments: $(STAMP)
+	@set -e; for e in $(EXPERIMENTS); do echo "== $$e"; \
+	  $(PY) experiments/$$e/run.py --size $(SIZE); done
 
 lint: $(STAMP)
 	$(PY) -m ruff check tumorpde tests

@@ -36,9 +36,10 @@ from tumorpde.model import (
 )
 
 __all__ = ["load", "load_dict", "parse_set", "apply_overrides", "check", "Spec", "to_dict",
-           "EXAMPLES_DIR", "find_config"]
+           "EXAMPLES_DIR", "find_config", "merge", "resolve_extends"]
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
+MODELS_DIR = Path(__file__).parent / "models"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SCHEMES = ("backward-euler", "bdf2")
 SHAPES = ("interval", "rectangle", "box", "disk", "sphere", "file")
@@ -51,9 +52,10 @@ def find_config(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.is_file():
         return p
-    bundled = EXAMPLES_DIR / f"{name_or_path}.toml"
-    if bundled.is_file() and "/" not in name_or_path:
-        return bundled
+    for folder in (EXAMPLES_DIR, MODELS_DIR):
+        bundled = folder / f"{name_or_path}.toml"
+        if bundled.is_file() and "/" not in name_or_path:
+            return bundled
     if p.exists():
         raise ConfigError("", f"{name_or_path} is not a file")
     raise ConfigError("", f"config file {name_or_path!r} not found (and no bundled example of that "
@@ -73,6 +75,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
         raise ConfigError("", f"{path.name} is not valid TOML: {exc}") from None
     except RecursionError:
         raise ConfigError("", f"{path.name} is nested too deeply") from None
+    data = resolve_extends(data, path)
     data = apply_overrides(data, [parse_set(s) for s in (overrides or [])])
     cfg = load_dict(data)
     if cfg.mesh.file and not Path(cfg.mesh.file).is_absolute():
@@ -81,6 +84,39 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
         if rel.exists() or not Path(cfg.mesh.file).exists():
             cfg.mesh.file = str(rel)
     return cfg
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: tables merge key by key, anything else in ``over`` replaces ``base``."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def resolve_extends(data: dict[str, Any], path: Path, depth: int = 0) -> dict[str, Any]:
+    """Apply ``extends = "BASE"``: the config is BASE (a file relative to this one, or a
+    bundled example) with this file's tables merged over it.
+    """
+    if "extends" not in data:
+        return data
+    base_name = data["extends"]
+    if not isinstance(base_name, str):
+        raise ConfigError("extends", "expected the name of a bundled example or a config file")
+    if depth > 8:
+        raise ConfigError("extends", "chain of more than 8 configs (a cycle?)")
+    rel = path.parent / base_name
+    base_path = rel if rel.is_file() else find_config(base_name)
+    try:
+        base = tomllib.loads(base_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError("extends", f"cannot read {base_name}: {exc}") from None
+    base = resolve_extends(base, base_path, depth + 1)
+    own = {k: v for k, v in data.items() if k != "extends"}
+    return merge(base, own)
 
 
 def parse_set(item: str) -> tuple[list[str], Any]:
@@ -589,7 +625,9 @@ def check(cfg: Config) -> Spec:
             diff = None
         if not s.diffuses and not _is_zero(s.diffusion):
             raise ConfigError(f"{key}.diffusion", "is given but the species has diffuses = false")
-        initial = _term(s.initial, f"{key}.initial", const_syms | set())
+        # initial values may use parameters, coordinates and definitions (whose species
+        # terms are taken as zero there)
+        initial = _term(s.initial, f"{key}.initial", const_syms | set(definitions))
         reaction = _term(s.reaction, f"{key}.reaction", field_syms)
         if reaction.regions:
             raise ConfigError(f"{key}.reaction", "expected an expression (use where() or region "

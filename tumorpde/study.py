@@ -23,7 +23,7 @@ from typing import Any
 
 from mpi4py import MPI
 
-from tumorpde.config import apply_overrides, find_config, load_dict, parse_set
+from tumorpde.config import apply_overrides, find_config, load_dict, parse_set, resolve_extends
 
 __all__ = ["Variant", "SIZES", "run_variants", "plot_variants", "experiment_args", "read_series"]
 
@@ -53,7 +53,8 @@ class Variant:
 def _load_base(model: str, size: str, extra: Sequence[str]) -> dict[str, Any]:
     import tomllib
 
-    data = tomllib.loads(find_config(model).read_text())
+    path = find_config(model)
+    data = resolve_extends(tomllib.loads(path.read_text()), path)
     return apply_overrides(data, [parse_set(s) for s in [*SIZES[size], *extra]])
 
 

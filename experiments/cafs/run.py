@@ -1,6 +1,6 @@
 """(b) CAFs accelerate growth and invasion: the full model versus `--knockout caf`.
 
-    python experiments/cafs/run.py [--size full|medium|small]
+python experiments/cafs/run.py [--size full|medium|small]
 """
 
 import sys

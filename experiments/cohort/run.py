@@ -14,8 +14,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse  # noqa: E402
 
-import numpy as np  # noqa: E402
 from mpi4py import MPI  # noqa: E402
+
+import numpy as np  # noqa: E402
 from scipy.stats import qmc, spearmanr  # noqa: E402
 
 from tumorpde.study import SIZES, Variant, run_variants  # noqa: E402

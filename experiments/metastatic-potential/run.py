@@ -16,7 +16,7 @@ args, out, runs = setup(__file__, __doc__)
 res = run_variants("tme-2d", [
     Variant("baseline"),
     Variant("more-blood-vessels", set=["parameters.vessel_background.value=0.03"]),
-    Variant("more-lymphatics", set=['definitions.normal_lymphatics="0.4*exp(-(y-2.2)**2/0.002) + 0.4*exp(-(y-0.5)**2/0.002)"']),
+    Variant("more-lymphatics", set=['definitions.normal_lymphatics="0.4*exp(-(y-2.2)**2/0.002) + 0.4*exp(-(y-1.0)**2/0.002)"']),
     Variant("more-m2", set=["parameters.polarise_m2.value=2.0"]),
     Variant("more-caf", set=["parameters.activation_caf.value=2.0"]),
 ], runs, args.size)

@@ -1,0 +1,67 @@
+"""The experiments of experiments/ at small size: each reproduces with its one command
+and shows its effect in the expected direction (and of a meaningful size)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.subprocess
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def experiment(name: str, tmp_path: Path, *args: str) -> dict:
+    r = subprocess.run([sys.executable, str(ROOT / "experiments" / name / "run.py"), "--size",
+                        "small", "-o", str(tmp_path), *args], capture_output=True, text=True,
+                       timeout=900)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "figure.png").stat().st_size > 10_000
+    return json.loads((tmp_path / "results.json").read_text())["summary"]
+
+
+def test_stroma_dependence(tmp_path):
+    s = experiment("stroma-dependence", tmp_path)
+    assert s["burden_ratio_angiogenesis_over_none"] > 1.1
+    assert s["vessel_density_tumor_angiogenesis"] > 1.3 * s["vessel_density_tumor_no_angiogenesis"]
+
+
+def test_cafs_accelerate_growth_and_invasion(tmp_path):
+    s = experiment("cafs", tmp_path)
+    assert s["burden_ratio_full_over_no_caf"] > 1.3
+    assert s["invasion_distance_full"] > s["invasion_distance_no_caf"]
+
+
+def test_immune_polarisation(tmp_path):
+    s = experiment("immune-polarisation", tmp_path)
+    assert s["macrophage_effect_m1_polarised"] < 0.9  # suppressive infiltrate
+    assert s["macrophage_effect_m2_polarised"] > 1.1  # promoting infiltrate
+    assert s["burden_ratio_no_tcell_over_baseline"] > 1.1
+    assert s["m1_m2_ratio_m1_polarised"] > 1 > s["m1_m2_ratio_m2_polarised"]
+
+
+def test_stem_cell_niche(tmp_path):
+    s = experiment("stem-cell-niche", tmp_path)
+    full = s["csc_fraction_full_niche"]
+    assert s["csc_fraction_no_caf_niche"] < 0.9 * full
+    assert s["csc_fraction_no_perivascular_niche"] < 0.9 * full
+    assert s["csc_fraction_no_niche"] < min(s["csc_fraction_no_caf_niche"],
+                                             s["csc_fraction_no_perivascular_niche"])
+
+
+def test_metastatic_potential(tmp_path):
+    s = experiment("metastatic-potential", tmp_path)
+    for arm in ("more_blood_vessels", "more_lymphatics", "more_m2", "more_caf"):
+        assert s[f"ctc_ratio_{arm}"] > 1.05, arm
+
+
+def test_cohort_correlations(tmp_path):
+    s = experiment("cohort", tmp_path, "--samples", "8")
+    assert len(s) == 6
+    for v in s.values():
+        assert -1.0 <= v["spearman_rho"] <= 1.0
+    # angiogenesis early on goes with a larger tumour later (robust even with 8 tumours)
+    assert s["early angiogenesis vs final burden"]["spearman_rho"] > 0.3

@@ -1,0 +1,76 @@
+"""The built-in tme model: contract (15 fields, observables), knockouts, non-negativity,
+1 rank = 2 ranks, and docs/model.md generated from the model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import read_csv
+
+from tumorpde.config import find_config, load
+from tumorpde.modeldoc import model_markdown
+
+ROOT = Path(__file__).resolve().parents[1]
+FIELDS = ["tumor", "csc", "fibroblast", "caf", "ecm", "mmp", "tgfb", "vegf", "oxygen", "vessel",
+          "lymphatic", "m1", "m2", "tcell", "ifng"]
+OBSERVABLES = ["tumor_burden", "invasion_distance", "hypoxic_fraction", "vessel_density_tumor",
+               "caf_density_tumor", "m1_m2_ratio", "tcell_density_tumor", "csc_fraction",
+               "intravasation_blood", "intravasation_lymph", "ctc_released"]
+SMALL = ["--set", "mesh.cells=[12, 12]", "--set", "time.end=8.0", "--set", "time.dt=2.0",
+         "--set", "time.output_every=4.0"]
+
+
+def test_model_declares_the_contract():
+    cfg = load(find_config("tme-2d"))
+    assert list(cfg.species) == FIELDS
+    assert set(OBSERVABLES) | {"tumor_area"} <= set(cfg.observables)
+    cfg3 = load(find_config("tme-3d"))
+    assert list(cfg3.species) == FIELDS
+    assert "tumor_volume" in cfg3.observables and "tumor_area" not in cfg3.observables
+    # every parameter documents its meaning and its source (or says it is assumed)
+    for name, p in cfg.parameters.items():
+        assert p.description and p.source, name
+
+
+def test_model_doc_is_generated_from_the_model():
+    text = model_markdown(load(find_config("tme-2d")), "tme-2d")
+    assert (ROOT / "docs" / "model.md").read_text() == text, \
+        "docs/model.md is stale: run `tumorpde doc tme-2d -o docs/model.md`"
+
+
+@pytest.mark.subprocess
+def test_tme2d_small_serial_equals_two_ranks_and_stays_non_negative(tmp_path):
+    mpiexec = str(Path(sys.executable).parent / "mpiexec")
+    base = [sys.executable, "-m", "tumorpde", "run", "tme-2d", "-q", *SMALL]
+    r1 = subprocess.run(base + ["-o", "s"], cwd=tmp_path, capture_output=True, text=True,
+                        timeout=600)
+    r2 = subprocess.run([mpiexec, "-n", "2", *base, "-o", "p"], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=600)
+    assert r1.returncode == 0, r1.stderr
+    assert r2.returncode == 0, r2.stderr
+    a = read_csv(tmp_path / "s" / "observables.csv")
+    b = read_csv(tmp_path / "p" / "observables.csv")
+    assert {f"total_{f}" for f in FIELDS} | set(OBSERVABLES) <= set(a)
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-6, atol=1e-12, err_msg=k)
+    run = json.loads((tmp_path / "s" / "run.json").read_text())
+    minima = run["final"]["minima"]
+    assert set(minima) == set(FIELDS)
+    assert min(minima.values()) > -1e-6, minima
+    assert a["tumor_burden"][-1] > a["tumor_burden"][0]
+
+
+@pytest.mark.subprocess
+def test_knockout_caf_holds_it_at_zero(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "tumorpde", "run", "tme-2d", "-q", *SMALL,
+                        "--knockout", "caf", "-o", "ko"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    obs = read_csv(tmp_path / "ko" / "observables.csv")
+    assert np.all(obs["total_caf"] == 0.0)
+    assert np.all(obs["caf_density_tumor"] == 0.0)
