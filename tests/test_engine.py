@@ -267,8 +267,12 @@ def test_edge_taxis_equals_galerkin_for_constant_sensitivity():
     np.testing.assert_allclose(a, b, atol=1e-12)
 
 
-def test_edge_taxis_jacobian_matches_finite_differences():
+@pytest.mark.parametrize("two_signals", [False, True])
+def test_edge_taxis_jacobian_matches_finite_differences(two_signals):
     cfg = _strong_taxis(6, "upwind")
+    if two_signals:  # chemotaxis and haptotaxis share one limiter
+        cfg["species"]["f"] = {"diffuses": False, "initial": "0.5 + 0.4*sin(4*x)*cos(3*y)"}
+        cfg["species"]["n"]["taxis"].append({"toward": "f", "sensitivity": "0.3*n"})
     cfg["parameters"]["D"] = 0.002  # artificial diffusion active on part of the edges
     cfg["species"]["c"]["diffuses"] = True
     cfg["species"]["c"]["diffusion"] = 0.01
@@ -298,6 +302,17 @@ def test_edge_taxis_jacobian_matches_finite_differences():
     den = disc.comm.allreduce(float(np.sum(fd ** 2)), op=MPI.SUM)
     solver.destroy()
     assert math.sqrt(num / den) < 1e-6
+
+
+def test_chemotaxis_plus_haptotaxis_stays_non_negative(mpi_tmp):
+    """Two taxis terms of one species: the species' diffusion is counted once."""
+    cfg = _strong_taxis(24, "upwind")
+    cfg["species"]["f"] = {"diffuses": False, "initial": "0.5 + 0.4*cos(6*x)*cos(5*y)"}
+    cfg["species"]["n"]["taxis"].append({"toward": "f", "sensitivity": "0.34*n"})
+    res = run_dict(cfg, mpi_tmp / "two")
+    obs = read_csv(mpi_tmp / "two" / "observables.csv")
+    assert res.minima["n"] >= -1e-12
+    np.testing.assert_allclose(obs["total_n"], obs["total_n"][0], rtol=1e-10)
 
 
 def test_adaptive_bdf2_hits_outputs_and_controls_error(mpi_tmp):

@@ -98,8 +98,9 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def resolve_extends(data: dict[str, Any], path: Path, depth: int = 0) -> dict[str, Any]:
-    """Apply ``extends = "BASE"``: the config is BASE (a file relative to this one, or a
-    bundled example) with this file's tables merged over it.
+    """Apply ``extends = "BASE"`` (a config file relative to this one, or a bundled name).
+
+    The result is BASE with this file's tables merged over it (see :func:`merge`).
     """
     if "extends" not in data:
         return data

@@ -34,7 +34,7 @@ from tumorpde.compat import import_dolfinx
 from tumorpde.config import Spec, TermSpec, symbol_dims, term_factor
 from tumorpde.errors import ConfigError
 from tumorpde.mesh import Domain
-from tumorpde.taxis import EdgeGraph, EdgeTaxis, add_entries
+from tumorpde.taxis import EdgeGraph, EdgeTaxis, TaxisTerm, add_entries
 
 __all__ = ["Discretisation"]
 
@@ -298,21 +298,28 @@ class Discretisation:
             log.warning("the mesh has obtuse angles (negative edge weights, min %.3g): "
                         "taxis stays conservative but non-negativity is not guaranteed", worst)
         pts = self.V0.element.interpolation_points
+        by_species: dict[int, list[tuple[int, Any]]] = {}
         for k, m, S in terms:
-            Sf = fem.Function(self.V0)
-            exprs = [(self._expr(S, pts), Sf)]
-            dS = {}
-            for comp in range(self.n):
-                d = _component_derivative(S, self.u, comp, self.n)
-                if _is_zero(d):
-                    continue
-                f = fem.Function(self.V0)
-                exprs.append((self._expr(d, pts), f))
-                dS[comp] = f
+            by_species.setdefault(k, []).append((m, S))
+        for k, items in by_species.items():
+            exprs: list[tuple[Any, Any]] = []
+            taxis_terms = []
+            for m, S in items:
+                Sf = fem.Function(self.V0)
+                exprs.append((self._expr(S, pts), Sf))
+                dS = {}
+                for comp in range(self.n):
+                    d = _component_derivative(S, self.u, comp, self.n)
+                    if _is_zero(d):
+                        continue
+                    f = fem.Function(self.V0)
+                    exprs.append((self._expr(d, pts), f))
+                    dS[comp] = f
+                taxis_terms.append(TaxisTerm(m, Sf, dS))
             Df = fem.Function(self.V0)
             if k in self.diffusion_exprs:
                 exprs.append((self._expr(self.diffusion_exprs[k], pts), Df))
-            self.edge_taxis.append(EdgeTaxis(self.graph, k, m, Sf, dS, Df, exprs))
+            self.edge_taxis.append(EdgeTaxis(self.graph, k, taxis_terms, Df, exprs))
 
     def _setup_observables(self) -> None:
         dx = ufl.dx(domain=self.domain.mesh)

@@ -9,6 +9,7 @@ discrete upwinding, Kuzmin & Turek 2002):
     w_ij = -int grad phi_i . grad phi_j dx,
     d_ij = w_ij max(0, |s_j - s_i| max(|dS/du|_i, |dS/du|_j)/2 - min(D_i, D_j)).
 
+With several taxis terms the Peclet numbers add up (see :class:`EdgeTaxis`).
 ``d_ij`` is the smallest symmetric edge diffusion that makes the linearised
 operator (with the species' own diffusion ``D``) an M-matrix on meshes with
 ``w_ij >= 0`` (non-obtuse triangles, e.g. the built-in rectangles): with lumped
@@ -34,7 +35,7 @@ import numpy as np
 
 from tumorpde.compat import geometry_dofmap
 
-__all__ = ["EdgeGraph", "EdgeTaxis"]
+__all__ = ["EdgeGraph", "EdgeTaxis", "TaxisTerm", "add_entries"]
 
 
 class EdgeGraph:
@@ -88,23 +89,40 @@ class EdgeGraph:
 
 
 @dataclass
-class EdgeTaxis:
-    """One taxis term on the edge graph.
+class TaxisTerm:
+    """One signal of a species' taxis: component ``m`` and nodal sensitivity data.
 
     Attributes:
-        k: Component of the moving species.
         m: Component of the signal.
-        S: P1 function holding the nodal sensitivity (refreshed by ``update``).
+        S: P1 function holding the nodal sensitivity.
         dS: component -> P1 function with nodal dS/du_component.
+    """
+
+    m: int
+    S: Any
+    dS: dict[int, Any]
+
+
+@dataclass
+class EdgeTaxis:
+    """All taxis terms of one species on the edge graph, with one shared limiter.
+
+    The artificial diffusion is computed from the sum of the terms' local Peclet
+    numbers, ``d_ij = w_ij max(0, sum_t |s_t,j - s_t,i| max|dS_t/du|/2 - min(D_i, D_j))``,
+    so that the species' own diffusion is counted once however many signals it follows
+    (chemotaxis and haptotaxis together keep the M-matrix property).
+
+    Attributes:
+        graph: Edge graph.
+        k: Component of the moving species.
+        terms: Its taxis terms.
         D: P1 function with the moving species' nodal diffusion coefficient.
         exprs: (Expression, target function) pairs to interpolate in ``update``.
     """
 
     graph: EdgeGraph
     k: int
-    m: int
-    S: Any
-    dS: dict[int, Any]
+    terms: list[TaxisTerm]
     D: Any
     exprs: list[tuple[Any, Any]]
 
@@ -114,23 +132,30 @@ class EdgeTaxis:
             target.interpolate(expr)
             target.x.scatter_forward()
 
-    def _edge_terms(self, u: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    def _edge_terms(self, u: np.ndarray, n: int) -> tuple[Any, ...]:
         g = self.graph
         i, j, w = g.i, g.j, g.w
-        s = u[self.m::n]
         uk = u[self.k::n]
-        S = self.S.x.array
-        G = np.abs(self.dS[self.k].x.array) if self.k in self.dS else np.zeros_like(S)
         D = np.maximum(self.D.x.array, 0.0)
-        v = s[j] - s[i]
-        sbar = 0.5 * (S[i] + S[j])
-        gmax = np.maximum(G[i], G[j])
-        act = 0.5 * np.abs(v) * gmax - np.minimum(D[i], D[j])
+        central = np.zeros(len(i))
+        peclet = np.zeros(len(i))
+        per_term = []
+        for t in self.terms:
+            s = u[t.m::n]
+            S = t.S.x.array
+            G = np.abs(t.dS[self.k].x.array) if self.k in t.dS else np.zeros_like(S)
+            v = s[j] - s[i]
+            sbar = 0.5 * (S[i] + S[j])
+            gmax = np.maximum(G[i], G[j])
+            central += w * v * sbar
+            peclet += 0.5 * np.abs(v) * gmax
+            per_term.append((v, sbar, gmax))
+        act = peclet - np.minimum(D[i], D[j])
         active = act > 0.0
         d = w * np.where(active, act, 0.0)
         du = uk[i] - uk[j]
-        r = w * v * sbar + d * du
-        return v, sbar, gmax, active, d, du, r
+        r = central + d * du
+        return per_term, active, d, du, r
 
     def add_residual(self, u: np.ndarray, b: np.ndarray, n: int) -> None:
         """Add the edge fluxes to the local residual array ``b`` (ghosts included)."""
@@ -144,22 +169,23 @@ class EdgeTaxis:
         """Global (row, column, value) Jacobian entries of the edge fluxes."""
         g = self.graph
         i, j, w = g.i, g.j, g.w
-        v, sbar, gmax, active, d, du, _ = self._edge_terms(u, n)
+        per_term, active, d, du, _ = self._edge_terms(u, n)
         gn = g.global_nodes
         row = gn[i] * n + self.k
         rows, cols, vals = [], [], []
-        # d/ds_j and d/ds_i (including the kink of the artificial diffusion)
-        dd_dv = np.where(active, w * np.sign(v) * 0.5 * gmax, 0.0)
-        a = w * sbar + dd_dv * du
-        rows += [row, row]
-        cols += [gn[j] * n + self.m, gn[i] * n + self.m]
-        vals += [a, -a]
-        # sensitivity dependence on every component it involves
-        for comp, f in self.dS.items():
-            dsv = f.x.array
+        for t, (v, sbar, gmax) in zip(self.terms, per_term, strict=True):
+            # d/ds_j and d/ds_i (including the kink of the shared artificial diffusion)
+            dd_dv = np.where(active, w * np.sign(v) * 0.5 * gmax, 0.0)
+            a = w * sbar + dd_dv * du
             rows += [row, row]
-            cols += [gn[i] * n + comp, gn[j] * n + comp]
-            vals += [0.5 * w * v * dsv[i], 0.5 * w * v * dsv[j]]
+            cols += [gn[j] * n + t.m, gn[i] * n + t.m]
+            vals += [a, -a]
+            # sensitivity dependence on every component it involves
+            for comp, f in t.dS.items():
+                dsv = f.x.array
+                rows += [row, row]
+                cols += [gn[i] * n + comp, gn[j] * n + comp]
+                vals += [0.5 * w * v * dsv[i], 0.5 * w * v * dsv[j]]
         # artificial diffusion acting on the moving species
         rows += [row, row]
         cols += [gn[i] * n + self.k, gn[j] * n + self.k]
