@@ -54,7 +54,9 @@ def test_stem_cell_niche(tmp_path):
 
 def test_metastatic_potential(tmp_path):
     s = experiment("metastatic-potential", tmp_path)
-    for arm in ("more_blood_vessels", "more_lymphatics", "more_m2", "more_caf"):
+    assert s["blood_ratio_more_blood_vessels"] > 1.1
+    assert s["lymph_ratio_more_lymphatics"] > 1.2
+    for arm in ("more_blood_vessels", "more_m2", "more_caf"):
         assert s[f"ctc_ratio_{arm}"] > 1.05, arm
 
 

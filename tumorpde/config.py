@@ -310,6 +310,8 @@ def load_dict(data: dict[str, Any]) -> Config:
         cfg.knockout = list(ko)
     if "title" in data:
         cfg.title = _str(data["title"], "title")
+    if "description" in data:
+        cfg.description = _str(data["description"], "description")
     return cfg
 
 

@@ -248,3 +248,4 @@ class Config:
     definitions: dict[str, str] = field(default_factory=dict)
     knockout: list[str] = field(default_factory=list)
     title: str = ""
+    description: str = ""

@@ -87,7 +87,8 @@ def run_variants(model: str, variants: Sequence[Variant], outdir: Path, size: st
         if v.knockout:
             data["knockout"] = sorted(set(data.get("knockout", [])) | set(v.knockout))
         res = run(load_dict(data), outdir / v.name, comm)
-        series = read_series(outdir / v.name / "observables.csv") if comm.rank == 0 else {}
+        series = comm.bcast(read_series(outdir / v.name / "observables.csv")
+                            if comm.rank == 0 else None, root=0)
         results[v.name] = {"final": res.observables, "series": series,
                            "set": v.set, "knockout": v.knockout}
     return results

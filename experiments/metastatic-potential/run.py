@@ -7,6 +7,8 @@ and with M2 and CAF activity.
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from common import setup  # noqa: E402
 
@@ -20,10 +22,26 @@ res = run_variants("tme-2d", [
     Variant("more-m2", set=["parameters.polarise_m2.value=2.0"]),
     Variant("more-caf", set=["parameters.activation_caf.value=2.0"]),
 ], runs, args.size)
-base = res["baseline"]["final"]["ctc_released"]
-summary = {f"ctc_ratio_{k.replace('-', '_')}": ratio(v["final"]["ctc_released"], base)
-           for k, v in res.items() if k != "baseline"}
-summary["ctc_released_baseline"] = base
+
+
+def released(r: dict, column: str) -> float:
+    """Cells released through one channel up to the end (trapezoidal rule)."""
+    s = r["series"]
+    return float(np.trapezoid(s[column], s["t"]))
+
+
+base = res["baseline"]
+summary = {}
+for k, v in res.items():
+    if k == "baseline":
+        continue
+    key = k.replace("-", "_")
+    summary[f"ctc_ratio_{key}"] = ratio(v["final"]["ctc_released"], base["final"]["ctc_released"])
+    summary[f"blood_ratio_{key}"] = ratio(released(v, "intravasation_blood"),
+                                          released(base, "intravasation_blood"))
+    summary[f"lymph_ratio_{key}"] = ratio(released(v, "intravasation_lymph"),
+                                          released(base, "intravasation_lymph"))
+summary["ctc_released_baseline"] = base["final"]["ctc_released"]
 write_results(out / "results.json", summary, res)
 plot_variants(res, ["ctc_released", "intravasation_blood", "intravasation_lymph"],
               out / "figure.png", "Metastatic potential: cells released into the circulation")
