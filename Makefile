@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 EXPERIMENTS := stroma-dependence cafs immune-polarisation stem-cell-niche metastatic-potential cohort
 SIZE ?= medium
 
-.PHONY: setup demo test test-serial test-mpi verify lint clean docs experiments
+.PHONY: setup demo test test-serial test-mpi verify verify-quick lint clean docs experiments
 
 setup: $(STAMP)
 
@@ -37,8 +37,14 @@ test-serial: $(STAMP)
 test-mpi: $(STAMP)
 	$(VENV)/bin/mpiexec -n $(NP) $(PY) -m pytest $(PYTEST_FLAGS) -p no:cacheprovider -m "not convergence and not subprocess"
 
+# the long verification studies, then regenerate docs/verification.md and its figures
 verify: $(STAMP)
 	$(PY) -m pytest $(PYTEST_FLAGS) -m convergence
+	$(PY) -m tumorpde.verification --out docs/verification.md
+
+# a one-minute coarse report (not committed)
+verify-quick: $(STAMP)
+	$(PY) -m tumorpde.verification --quick --out out/verification-quick/verification.md
 
 # regenerate docs/model.md from the model (a test checks it is up to date)
 docs: $(STAMP)

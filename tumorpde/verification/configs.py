@@ -60,7 +60,8 @@ def mms_single(n: int, degree: int, dim: int = 2) -> tuple[dict[str, Any], Exact
     return manufacture(data, exact), exact
 
 
-def mms_coupled(n: int, degree: int, taxis: str = "upwind") -> tuple[dict[str, Any], Exact]:
+def mms_coupled(n: int, degree: int, taxis: str = "upwind",
+                error_observables: bool = False) -> tuple[dict[str, Any], Exact]:
     """Two species with taxis, reactions and per-region diffusion with a jump at x = 1/2.
 
     ``u`` diffuses with D = 0.05 for x < 1/2 and 0.2 elsewhere and moves up the gradient
@@ -87,7 +88,7 @@ def mms_coupled(n: int, degree: int, taxis: str = "upwind") -> tuple[dict[str, A
     exact = {"u": "(1 + t)*(3 - 0.1*cos(pi*x)/where(x < 0.5, Du1, Du2) "
                   "+ 0.5*cos(pi*x)**3*cos(pi*y))",
              "v": "(1 + t)*(1 + 0.25*cos(2*pi*x)*cos(pi*y))"}
-    return manufacture(data, exact), exact
+    return manufacture(data, exact, error_observables=error_observables), exact
 
 
 # ------------------------------------------------------------------ manufactured: time
@@ -206,17 +207,21 @@ AC98_SOURCE = ("Anderson & Chaplain 1998, Bull Math Biol 60:857 (nondimensional;
 
 def ac98(n: int, end: float, dt: float, taxis: str = "upwind", scheme: str = "backward-euler",
          fibronectin: str = "0.75*exp(-x**2/0.45)", output_every: float | None = None,
-         ) -> dict[str, Any]:
+         dim: int = 2) -> dict[str, Any]:
     """Anderson & Chaplain (1998) endothelial-cell chemotaxis and haptotaxis on the unit square.
 
     dn/dt = D lap n - div(chi0/(1 + alpha c) n grad c) - div(rho n grad f),
     df/dt = beta n - gamma n f,  dc/dt = -eta n c.  Tumour (TAF source) along x = 1:
     c(x, 0) = exp(-(1 - x)**2/0.45) (the linear-source variant); fibronectin
     f(x, 0) = 0.75 exp(-x**2/0.45); sprouts n(x, y, 0) = exp(-x**2/0.001) sin(6 pi y)**2.
+    With ``dim = 1``: the same model on [0, 1] with n(x, 0) = exp(-x**2/0.001).
     """
+    mesh = {"shape": "rectangle", "size": [1.0, 1.0], "cells": [n, n]} if dim == 2 else \
+        {"shape": "interval", "size": [1.0], "cells": [n]}
+    n0 = "exp(-x**2/0.001)*sin(6*pi*y)**2" if dim == 2 else "exp(-x**2/0.001)"
     return {
         "title": "Anderson-Chaplain 1998 angiogenesis (continuous model)",
-        "mesh": {"shape": "rectangle", "size": [1.0, 1.0], "cells": [n, n]},
+        "mesh": mesh,
         "time": {"end": end, "dt": dt, "scheme": scheme, "output_every": output_every or end / 4},
         "discretisation": {"taxis": taxis},
         "parameters": {
@@ -229,7 +234,7 @@ def ac98(n: int, end: float, dt: float, taxis: str = "upwind", scheme: str = "ba
             "eta": _p(0.1, AC98_SOURCE, "TAF uptake by ECs", "eta"),
         },
         "species": {
-            "n": {"diffusion": "D", "initial": "exp(-x**2/0.001)*sin(6*pi*y)**2",
+            "n": {"diffusion": "D", "initial": n0,
                   "description": "endothelial-cell density",
                   "taxis": [{"toward": "c", "sensitivity": "chi0/(1 + alpha*c)*n"},
                             {"toward": "f", "sensitivity": "rho*n"}]},

@@ -24,10 +24,14 @@ then satisfy the interface conditions (continuity of ``u`` and of the normal
 flux ``D du/dn - S dc/dn``).  With lumped P1 the source is sampled at the
 vertices: make it continuous across interfaces (see the verification cases).
 
+With ``error_observables`` the squared L2 error of every species is recorded in
+``observables.csv`` (``sq_error_NAME``), so a manufactured config checks itself
+when run from the command line.
+
 Command line (writes a TOML file)::
 
-    python -m tumorpde.verification manufacture model.toml \\
-        --exact u="(1 + t)*cos(pi*x)" --exact v="exp(-t)*(1 + x*y)" -o mms.toml
+    python -m tumorpde.verification manufacture model.toml --exact u="(1 + t)*cos(pi*x)"
+        --exact v="exp(-t)*(1 + x*y)" -o mms.toml      (one command line)
 """
 
 from __future__ import annotations
@@ -285,7 +289,7 @@ def _coefficient(value: Any, env: dict[str, Any], regions: dict[str, Any], key: 
 
 
 def manufacture(data: dict[str, Any], exact: dict[str, str], dirichlet: list[str] | None = None,
-                simplify: bool = False) -> dict[str, Any]:
+                simplify: bool = False, error_observables: bool = False) -> dict[str, Any]:
     """The config with manufactured sources so that ``exact`` solves it.
 
     Args:
@@ -293,6 +297,8 @@ def manufacture(data: dict[str, Any], exact: dict[str, str], dirichlet: list[str
         exact: species name -> exact solution, an expression in parameters, ``x, y, z, t``.
         dirichlet: Boundaries on which every species gets the exact solution as a Dirichlet value.
         simplify: Run sympy's ``simplify`` on the sources (slow; shorter expressions).
+        error_observables: Add observables ``sq_error_NAME``, the integral of
+            ``(NAME - exact)**2`` (the squared L2 error) at every step, to ``observables.csv``.
 
     Returns:
         A new dictionary: ``reaction`` = original reaction + source, ``initial`` = exact solution
@@ -348,4 +354,8 @@ def manufacture(data: dict[str, Any], exact: dict[str, str], dirichlet: list[str
             bnd = s.setdefault("boundary", {})
             for b in dirichlet:
                 bnd[b] = {"value": to_text(u)}
+        if error_observables:
+            out.setdefault("observables", {})[f"sq_error_{name}"] = {
+                "integral": f"({name} - ({exact[name]}))**2",
+                "description": f"squared L2 error of {name} against the exact solution"}
     return out

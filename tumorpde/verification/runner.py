@@ -28,21 +28,23 @@ __all__ = ["run_config", "exact_ufl", "errors", "rates", "read_csv", "read_field
 
 
 def run_config(data: dict[str, Any], outdir: Path, comm: MPI.Comm = MPI.COMM_WORLD,
-               fields: bool = False) -> RunResult:
+               fields: bool | list[str] = False) -> RunResult:
     """Run a config given as the dictionary of a TOML file (no progress bar).
 
     Args:
         data: The config.
         outdir: Output directory.
         comm: Communicator.
-        fields: Write ``fields.xdmf`` for every species (default: no fields, unless the config
-            chooses ``[output] fields`` itself).
+        fields: Species written to ``fields.xdmf``: True for all, a list, or False for none
+            (unless the config chooses ``[output] fields`` itself).
     """
     data = copy.deepcopy(data)
     out = data.setdefault("output", {})
     out["progress"] = False
-    if not fields:
+    if fields is False:
         out.setdefault("fields", [])
+    elif fields is not True:
+        out["fields"] = list(fields)
     return run(load_dict(data), outdir, comm)
 
 
@@ -176,7 +178,7 @@ def study(builds: list[tuple[float, dict[str, Any]]], exact: dict[str, str], wor
 
     The error of a system is the root sum of squares of the species' errors.
     """
-    hs, l2, h1, mins = [], [], [], []
+    hs, l2, h1, mins, steps, rmin, rmax = [], [], [], [], [], [], []
     for i, (h, data) in enumerate(builds):
         res = run_config(data, workdir / f"run{i}", comm)
         errs = errors(res, data, exact)
@@ -184,8 +186,14 @@ def study(builds: list[tuple[float, dict[str, Any]]], exact: dict[str, str], wor
         l2.append(math.sqrt(sum(e[0] ** 2 for e in errs.values())))
         h1.append(math.sqrt(sum(e[1] ** 2 for e in errs.values())))
         mins.append(min(res.minima.values()))
+        steps.append(float(res.steps))
+        dts = np.diff(read_csv(workdir / f"run{i}" / "observables.csv", comm)["t"])
+        ratios = dts[1:] / dts[:-1] if len(dts) > 1 else np.ones(1)
+        rmin.append(float(ratios.min()))
+        rmax.append(float(ratios.max()))
         res.discretisation = None
         del res
         gc.collect()
         comm.Barrier()
-    return Study(hs, {"L2": l2, "H1": h1}, labels or [f"{h:.4g}" for h in hs], {"min": mins})
+    return Study(hs, {"L2": l2, "H1": h1}, labels or [f"{h:.4g}" for h in hs],
+                 {"min": mins, "steps": steps, "ratio_min": rmin, "ratio_max": rmax})
