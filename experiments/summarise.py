@@ -27,7 +27,8 @@ for name in ORDER:
     if not path.exists():
         continue
     data = json.loads(path.read_text())
-    doc = (HERE / name / "run.py").read_text().split('"""')[1].strip().splitlines()[0]
+    doc = " ".join((HERE / name / "run.py").read_text().split('"""')[1].strip()
+                   .split("\n\n")[0].split())
     lines += [f"## {name}", "", doc, "", f"![{name}]({name}/figure.png)", "",
               "| quantity | value |", "|---|---|"]
     lines += [f"| {k} | {fmt(v)} |" for k, v in data["summary"].items()]
