@@ -12,7 +12,6 @@ ends all ranks with one message and never hangs.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import tomllib
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tumorpde.tomlio import dumps
 
 pytestmark = pytest.mark.subprocess
 
@@ -38,40 +39,9 @@ INJECTIONS = [
 
 
 # ------------------------------------------------------------------------ helpers
-def _toml_key(k: str) -> str:
-    return json.dumps(k)
-
-
-def _toml_value(v: Any) -> str:
-    """One TOML value (nested tables become inline tables)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)  # a JSON string is a valid TOML basic string
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    raise TypeError(f"cannot write {type(v).__name__} as TOML")
-
-
 def to_toml(data: dict[str, Any]) -> str:
-    """A tiny TOML writer: scalars at the root, each table as ``[name]``."""
-    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in data.items()
-             if not isinstance(v, dict)]
-    for k, v in data.items():
-        if isinstance(v, dict):
-            lines.append(f"\n[{_toml_key(k)}]")
-            lines += [f"{_toml_key(kk)} = {_toml_value(vv)}" for kk, vv in v.items()]
-    return "\n".join(lines) + "\n"
+    """TOML text of a config dict; non-finite numbers are written (they are bad input here)."""
+    return dumps(data, nonfinite=True)
 
 
 def quickstart() -> dict[str, Any]:

@@ -37,7 +37,6 @@ Command line (writes a TOML file)::
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import sympy as sp
@@ -45,6 +44,7 @@ from sympy.printing.str import StrPrinter
 
 from tumorpde import expressions as ex
 from tumorpde.errors import ConfigError
+from tumorpde.tomlio import dumps
 
 __all__ = ["manufacture", "to_sympy", "to_text", "parse_text", "dump_toml", "gdim_of"]
 
@@ -185,64 +185,9 @@ def to_text(e: Any) -> str:
 
 
 # ------------------------------------------------------------------ TOML output
-def _toml_key(k: str) -> str:
-    import re
-
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else _toml_str(k)
-
-
-def _toml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            raise ValueError(f"cannot write {v!r} to TOML")
-        return repr(v)
-    if isinstance(v, str):
-        return _toml_str(v)
-    if isinstance(v, list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
-
-
 def dump_toml(data: dict[str, Any], header: str = "") -> str:
-    """A config dictionary as TOML text: one section per table, inner tables inline."""
-    lines = [f"# {h}".rstrip() for h in header.splitlines()]
-    if lines:
-        lines.append("")
-    for k, v in data.items():
-        if not isinstance(v, dict):
-            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-
-    def section(path: list[str], table: dict[str, Any], nested: tuple[str, ...] = ()) -> None:
-        lines.append("")
-        lines.append("[" + ".".join(_toml_key(p) for p in path) + "]")
-        for k, v in table.items():
-            if k not in nested:
-                lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-        for k in nested:
-            if table.get(k):
-                section(path + [k], table[k])
-
-    for k, v in data.items():
-        if not isinstance(v, dict):
-            continue
-        if k == "species":
-            for name, s in v.items():
-                section(["species", name], s)
-        elif k == "mesh":
-            section(["mesh"], v, ("regions", "boundaries"))
-        else:
-            section([k], v)
-    return "\n".join(lines).lstrip("\n") + "\n"
+    """A config dictionary as TOML text (see :func:`tumorpde.tomlio.dumps`)."""
+    return dumps(data, header)
 
 
 # ------------------------------------------------------------------ manufacturing
