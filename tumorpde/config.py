@@ -554,6 +554,7 @@ class Spec:
     regions_used: dict[str, str]
     boundaries_used: set[str]
     definitions: dict[str, TermSpec] = field(default_factory=dict)
+    dims: dict[str, ex.Dim] | None = field(default=None, repr=False)
 
     @property
     def has_units(self) -> bool:
@@ -693,7 +694,9 @@ def _is_zero(v: Any) -> bool:
 
 
 def symbol_dims(spec: Spec) -> dict[str, ex.Dim]:
-    """Units of every symbol that may appear in expressions."""
+    """Units of every symbol that may appear in expressions (computed once per spec)."""
+    if spec.dims is not None:
+        return spec.dims
     ureg = un.registry() if spec.has_units else None
     one = ureg.dimensionless if ureg is not None else None
     dims: dict[str, ex.Dim] = {
@@ -712,6 +715,7 @@ def symbol_dims(spec: Spec) -> dict[str, ex.Dim]:
         _, d = ex.lower(term.expr, syms, term.key, ureg, build=False)
         syms[name] = (None, d)
         dims[name] = d
+    spec.dims = dims
     return dims
 
 

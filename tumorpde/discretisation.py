@@ -95,7 +95,9 @@ class Discretisation:
         self.u_n = fem.Function(self.V, name="state_n")
         self.u_nm1 = fem.Function(self.V, name="state_nm1")
         self.t = fem.Constant(mesh, PETSc.ScalarType(spec.config.time.start))
-        self.unit_field = fem.Function(fem.functionspace(mesh, ("DG", 0)), name="one")
+        self._symbol_cache: dict[int, dict[str, tuple[Any, ex.Dim]]] = {}
+        self.Q = fem.functionspace(mesh, ("DG", 0))  # cell-wise fields (regions, constants)
+        self.unit_field = fem.Function(self.Q, name="one")
         self.unit_field.x.array[:] = 1.0
         # time derivative ~ c0 u + c1 u_n + c2 u_nm1
         self.coeffs = [fem.Constant(mesh, PETSc.ScalarType(v)) for v in (1.0, -1.0, 0.0)]
@@ -119,6 +121,13 @@ class Discretisation:
 
     # ------------------------------------------------------------------ symbols
     def _symbols(self, state: Any) -> dict[str, tuple[Any, ex.Dim]]:
+        """Symbol table for expressions of ``state`` (``u``, or ``None``: species are 0).
+
+        Built once per state: the definitions are lowered here, not in every term.
+        """
+        key = id(state)
+        if key in self._symbol_cache:
+            return self._symbol_cache[key]
         dims = symbol_dims(self.spec)
         X = ufl.SpatialCoordinate(self.domain.mesh)
         gdim = self.domain.gdim
@@ -137,6 +146,7 @@ class Discretisation:
         ureg = un.registry() if self.spec.has_units else None
         for name, term in self.spec.definitions.items():
             out[name] = ex.lower(term.expr, out, term.key, ureg)
+        self._symbol_cache[key] = out
         return out
 
     def lower(self, term: TermSpec, required: Any, state: Any) -> Any:
@@ -172,7 +182,7 @@ class Discretisation:
         dom = self.domain
         if not dom.regions or dom.cell_tags is None:
             return {}
-        Q = fem.functionspace(dom.mesh, ("DG", 0))
+        Q = self.Q
         out = {}
         for name, tag in dom.regions.items():
             chi = fem.Function(Q, name=f"region_{name}")
@@ -185,7 +195,7 @@ class Discretisation:
     def _check_covered(self, term: TermSpec, named: Any) -> None:
         if isinstance(named, float):
             return
-        Q = fem.functionspace(self.domain.mesh, ("DG", 0))
+        Q = self.Q
         f = fem.Function(Q)
         f.interpolate(self._expr(named, Q.element.interpolation_points))
         imap = self.domain.mesh.topology.index_map(self.domain.mesh.topology.dim)

@@ -45,12 +45,13 @@ class RunResult:
     discretisation: Any = None
 
 
-def prepare(cfg: Config, comm: MPI.Comm = MPI.COMM_WORLD) -> tuple[Spec, Any, Any]:
-    """Check a config and build its domain and discretisation (collective)."""
+def prepare(cfg: Config, comm: MPI.Comm = MPI.COMM_WORLD,
+            spec: Spec | None = None) -> tuple[Spec, Any, Any]:
+    """Check a config (unless its ``spec`` is given) and build its domain and discretisation."""
     from tumorpde.discretisation import Discretisation
     from tumorpde.mesh import build_domain
 
-    spec = check(cfg)
+    spec = check(cfg) if spec is None else spec
     domain = build_domain(cfg.mesh, comm)
     for region, key in spec.regions_used.items():
         if region not in domain.regions:
@@ -77,7 +78,7 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
     record = RunRecord(comm, outdir, to_dict(cfg), versions(), argv)
     record.t0 = t_setup
     try:
-        spec, domain, disc = prepare(cfg, comm)
+        spec, domain, disc = prepare(cfg, comm, spec)
         disc.set_initial()
     except ConfigError as exc:
         record.finish("failed", str(exc))

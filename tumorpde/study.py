@@ -25,7 +25,7 @@ from mpi4py import MPI
 
 from tumorpde.config import apply_overrides, find_config, load_dict, parse_set, resolve_extends
 
-__all__ = ["Variant", "SIZES", "run_variants", "plot_variants", "experiment_args", "read_series"]
+__all__ = ["Variant", "SIZES", "run_variants", "plot_variants", "experiment_setup", "read_series"]
 
 #: overrides that shrink a model for figures ("medium") and for tests ("small")
 SIZES: dict[str, list[str]] = {
@@ -129,14 +129,30 @@ def plot_variants(results: Mapping[str, Any], columns: Sequence[str], path: Path
     plt.close(fig)
 
 
-def experiment_args(description: str) -> argparse.Namespace:
-    """Common command line of the experiment scripts."""
+def experiment_setup(script: str, description: str | None,
+                     options: Mapping[str, Mapping[str, Any]] | None = None,
+                     ) -> tuple[argparse.Namespace, Path, Path]:
+    """Command line of an experiment script: ``--size``, ``-o`` and its own ``options``.
+
+    Args:
+        script: The script's ``__file__`` (outputs go beside it by default).
+        description: Help text (the script's docstring).
+        options: Extra arguments, flag -> ``add_argument`` keywords.
+
+    Returns:
+        (arguments, directory for figure and results.json, directory for the runs).
+    """
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--size", choices=sorted(SIZES), default="medium",
                    help="model resolution: full, medium (committed figures) or small (tests)")
     p.add_argument("-o", "--output", type=Path, default=None,
                    help="directory for runs, figure and results.json (default: the script's)")
-    return p.parse_args()
+    for flag, kw in (options or {}).items():
+        p.add_argument(flag, **kw)
+    args = p.parse_args()
+    out = args.output or Path(script).resolve().parent
+    out.mkdir(parents=True, exist_ok=True)
+    return args, out, out / "runs"
 
 
 def ratio(a: float, b: float) -> float:

@@ -3,15 +3,9 @@
 python experiments/cafs/run.py [--size full|medium|small]
 """
 
-import sys
-from pathlib import Path
+from tumorpde.study import Variant, experiment_setup, plot_variants, ratio, run_variants, write_results
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import setup  # noqa: E402
-
-from tumorpde.study import Variant, plot_variants, ratio, run_variants, write_results  # noqa: E402
-
-args, out, runs = setup(__file__, __doc__)
+args, out, runs = experiment_setup(__file__, __doc__)
 res = run_variants("tme-2d", [Variant("full"), Variant("no-caf", knockout=["caf"])], runs, args.size)
 f, k = res["full"]["final"], res["no-caf"]["final"]
 summary = {

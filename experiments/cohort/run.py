@@ -7,19 +7,13 @@ cells released into the circulation), drawn like a clinical correlation panel.
 """
 
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from mpi4py import MPI
 
-import argparse  # noqa: E402
+import numpy as np
+from scipy.stats import qmc, spearmanr
 
-from mpi4py import MPI  # noqa: E402
-
-import numpy as np  # noqa: E402
-from scipy.stats import qmc, spearmanr  # noqa: E402
-
-from tumorpde.study import SIZES, Variant, run_variants  # noqa: E402
+from tumorpde.study import Variant, experiment_setup, run_variants
 
 # parameter: (low, high, unit, provenance of the range)
 RANGES = {
@@ -35,14 +29,9 @@ PREDICTORS = {"early angiogenesis": "vessel_density_tumor", "CAF density": "caf_
 OUTCOMES = {"final burden": "tumor_burden", "CTCs released": "ctc_released"}
 EARLY_DAY = 10.0
 
-p = argparse.ArgumentParser(description=__doc__)
-p.add_argument("--size", choices=sorted(SIZES), default="medium")
-p.add_argument("--samples", type=int, default=32)
-p.add_argument("--seed", type=int, default=2008)
-p.add_argument("-o", "--output", type=Path, default=None)
-args = p.parse_args()
-out = args.output or Path(__file__).resolve().parent
-out.mkdir(parents=True, exist_ok=True)
+args, out, _ = experiment_setup(__file__, __doc__, {
+    "--samples": {"type": int, "default": 32, "help": "number of virtual tumours"},
+    "--seed": {"type": int, "default": 2008, "help": "seed of the Latin hypercube"}})
 comm = MPI.COMM_WORLD
 
 names = list(RANGES)

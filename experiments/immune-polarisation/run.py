@@ -8,15 +8,9 @@ M2-polarising microenvironment.
     python experiments/immune-polarisation/run.py [--size full|medium|small]
 """
 
-import sys
-from pathlib import Path
+from tumorpde.study import Variant, experiment_setup, plot_variants, ratio, run_variants, write_results
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import setup  # noqa: E402
-
-from tumorpde.study import Variant, plot_variants, ratio, run_variants, write_results  # noqa: E402
-
-args, out, runs = setup(__file__, __doc__)
+args, out, runs = experiment_setup(__file__, __doc__)
 m1 = ["parameters.polarise_m2.value=0.0", "parameters.polarise_m1.value=2.0"]
 m2 = ["parameters.polarise_m2.value=2.0", "parameters.polarise_m1.value=0.0"]
 res = run_variants("tme-2d", [

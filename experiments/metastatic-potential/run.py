@@ -4,17 +4,11 @@ and with M2 and CAF activity.
     python experiments/metastatic-potential/run.py [--size full|medium|small]
 """
 
-import sys
-from pathlib import Path
-
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import setup  # noqa: E402
+from tumorpde.study import Variant, experiment_setup, plot_variants, ratio, run_variants, write_results
 
-from tumorpde.study import Variant, plot_variants, ratio, run_variants, write_results  # noqa: E402
-
-args, out, runs = setup(__file__, __doc__)
+args, out, runs = experiment_setup(__file__, __doc__)
 res = run_variants("tme-2d", [
     Variant("baseline"),
     Variant("more-blood-vessels", set=["parameters.vessel_background.value=0.03"]),
@@ -23,12 +17,10 @@ res = run_variants("tme-2d", [
     Variant("more-caf", set=["parameters.activation_caf.value=2.0"]),
 ], runs, args.size)
 
-
 def released(r: dict, column: str) -> float:
     """Cells released through one channel up to the end (trapezoidal rule)."""
     s = r["series"]
     return float(np.trapezoid(s[column], s["t"]))
-
 
 base = res["baseline"]
 summary = {}

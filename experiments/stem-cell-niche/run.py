@@ -4,15 +4,9 @@ CSC fraction.
     python experiments/stem-cell-niche/run.py [--size full|medium|small]
 """
 
-import sys
-from pathlib import Path
+from tumorpde.study import Variant, experiment_setup, plot_variants, run_variants, write_results
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import setup  # noqa: E402
-
-from tumorpde.study import Variant, plot_variants, run_variants, write_results  # noqa: E402
-
-args, out, runs = setup(__file__, __doc__)
+args, out, runs = experiment_setup(__file__, __doc__)
 res = run_variants("tme-2d", [
     Variant("full-niche"),
     Variant("no-caf-niche", set=['definitions.niche="min(1, vessel/(K_niche + vessel))"']),

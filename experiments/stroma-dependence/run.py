@@ -4,15 +4,9 @@ size and becomes hypoxic; with it, it grows.
     python experiments/stroma-dependence/run.py [--size full|medium|small]
 """
 
-import sys
-from pathlib import Path
+from tumorpde.study import Variant, experiment_setup, plot_variants, ratio, run_variants, write_results
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import setup  # noqa: E402
-
-from tumorpde.study import Variant, plot_variants, ratio, run_variants, write_results  # noqa: E402
-
-args, out, runs = setup(__file__, __doc__)
+args, out, runs = experiment_setup(__file__, __doc__)
 variants = [
     Variant("angiogenesis"),
     Variant("no-angiogenesis", set=["parameters.r_vessel.value=0.0",
