@@ -210,6 +210,7 @@ def test_nan_is_detected_and_stops_the_run(mpi_tmp):
     cfg["species"]["u"]["reaction"] = "-u + sqrt(0.3 - t)"  # NaN from t = 0.3
     with pytest.raises(SolverError, match="failed 4 times"):
         run_dict(cfg, mpi_tmp / "n")
+    MPI.COMM_WORLD.Barrier()
     rec = json.loads((mpi_tmp / "n" / "run.json").read_text())
     assert rec["status"] == "failed"
     assert read_csv(mpi_tmp / "n" / "observables.csv")["t"][-1] == pytest.approx(0.3, abs=0.05)
@@ -223,6 +224,7 @@ def test_negative_undershoot_is_rejected_and_recovered(mpi_tmp):
     cfg["time"] = {"end": 1.0, "dt": 0.1, "output_every": 0.5}
     cfg["observables"] = {"umin": {"minimum": "u"}, "umax": {"maximum": "u"}}
     run_dict(cfg, mpi_tmp / "s")
+    MPI.COMM_WORLD.Barrier()
     rec = json.loads((mpi_tmp / "s" / "run.json").read_text())
     assert rec["status"] == "completed" and rec["counters"]["failed_solves"] >= 1
     obs = read_csv(mpi_tmp / "s" / "observables.csv")
@@ -230,6 +232,7 @@ def test_negative_undershoot_is_rejected_and_recovered(mpi_tmp):
     # the same model with the check off shows the undershoot it prevents
     cfg["species"]["u"]["nonnegative"] = False
     run_dict(cfg, mpi_tmp / "s2")
+    MPI.COMM_WORLD.Barrier()
     obs = read_csv(mpi_tmp / "s2" / "observables.csv")
     assert np.any(obs["umin"] < -1e-3 * obs["umax"])
 
