@@ -7,8 +7,10 @@ communicator), collects the observables and writes ``results.json``;
 are thin scripts over these two functions, with a ``--size`` switch:
 
 * ``full``: the model's own resolution,
-* ``medium``: the figure resolution of the committed results,
-* ``small``: the size used by the test suite.
+* ``medium``: the figure resolution of the committed results (cells 1.5 times as
+  large, 2-day steps),
+* ``small``: the size used by the test suite (cells 3 times as large, 4-day steps,
+  24 days).
 """
 
 from __future__ import annotations
@@ -25,14 +27,18 @@ from mpi4py import MPI
 
 from tumorpde.config import apply_overrides, find_config, load_dict, parse_set, resolve_extends
 
-__all__ = ["Variant", "SIZES", "run_variants", "plot_variants", "experiment_setup", "read_series"]
+__all__ = ["Variant", "SIZES", "CELL_FACTOR", "run_variants", "plot_variants", "experiment_setup", "read_series"]
 
 #: overrides that shrink a model for figures ("medium") and for tests ("small")
 SIZES: dict[str, list[str]] = {
     "full": [],
-    "medium": ["mesh.cells=[32, 32]", "time.dt=2.0"],
-    "small": ["mesh.cells=[16, 16]", "time.dt=4.0", "time.end=24.0", "time.output_every=12.0"],
+    "medium": ["time.dt=2.0"],
+    "small": ["time.dt=4.0", "time.end=24.0", "time.output_every=12.0"],
 }
+#: factor on the number of cells per direction of the model's mesh (``mesh.cells``, or
+#: ``1/factor`` on ``mesh.cell_size``): medium cells are 1.5 times, small cells 3 times
+#: as large as the model's own
+CELL_FACTOR: dict[str, float] = {"full": 1.0, "medium": 2 / 3, "small": 1 / 3}
 
 
 @dataclass
@@ -55,6 +61,11 @@ def _load_base(model: str, size: str, extra: Sequence[str]) -> dict[str, Any]:
 
     path = find_config(model)
     data = resolve_extends(tomllib.loads(path.read_text()), path)
+    mesh, factor = data.get("mesh", {}), CELL_FACTOR[size]
+    if factor != 1.0 and isinstance(mesh.get("cells"), list):
+        mesh["cells"] = [max(1, round(c * factor)) for c in mesh["cells"]]
+    if factor != 1.0 and isinstance(mesh.get("cell_size"), (int, float)):
+        mesh["cell_size"] = mesh["cell_size"] / factor
     return apply_overrides(data, [parse_set(s) for s in [*SIZES[size], *extra]])
 
 
