@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import read_csv
+from helpers import read_csv, run_dict
 
-from tumorpde.config import find_config, load
+from tumorpde.config import find_config, load, resolve_extends
 from tumorpde.modeldoc import model_markdown
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,3 +75,29 @@ def test_knockout_caf_holds_it_at_zero(tmp_path):
     obs = read_csv(tmp_path / "ko" / "observables.csv")
     assert np.all(obs["total_caf"] == 0.0)
     assert np.all(obs["caf_density_tumor"] == 0.0)
+
+
+def _oxygen_at_seed(outdir: Path, origin: list[float], size: float, robin: bool) -> float:
+    """Oxygen at the seed centre after half a day of tme-2d in a uniform capillary bed,
+    in a square section of ``size`` mm with 0.1 mm cells."""
+    path = find_config("tme-2d")
+    data = resolve_extends(tomllib.loads(path.read_text()), path)
+    cells = round(size / 0.1)
+    data["mesh"].update(origin=origin, size=[size, size], cells=[cells, cells])
+    data["time"].update(end=0.5, dt=0.25, output_every=0.5)
+    data["definitions"]["normal_vessels"] = "vessel_background"
+    if not robin:
+        del data["species"]["oxygen"]["boundary"]
+    data["observables"]["o2_seed"] = {"minimum": "oxygen"}  # the seed consumes most
+    return run_dict(data, outdir).observables["o2_seed"]
+
+
+def test_oxygen_boundary_condition_stands_in_for_the_tissue_beyond(mpi_tmp):
+    """A section cut 0.4 mm around the seed sees, with the far-field Robin condition,
+    the oxygen of the same tissue simulated in a section three times as wide; with
+    no-flux edges (a mirror: tissue that consumes without a supply beyond) it does not."""
+    wide = _oxygen_at_seed(mpi_tmp / "wide", [0.3, 0.3], 2.4, robin=True)
+    robin = _oxygen_at_seed(mpi_tmp / "robin", [1.1, 1.1], 0.8, robin=True)
+    mirror = _oxygen_at_seed(mpi_tmp / "mirror", [1.1, 1.1], 0.8, robin=False)
+    assert abs(mirror - wide) > 0.01, (wide, mirror)
+    assert abs(robin - wide) < 0.2 * abs(mirror - wide), (wide, robin, mirror)

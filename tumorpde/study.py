@@ -27,7 +27,8 @@ from mpi4py import MPI
 
 from tumorpde.config import apply_overrides, find_config, load_dict, parse_set, resolve_extends
 
-__all__ = ["Variant", "SIZES", "CELL_FACTOR", "run_variants", "plot_variants", "experiment_setup", "read_series"]
+__all__ = ["Variant", "SIZES", "CELL_FACTOR", "run_variants", "plot_variants", "experiment_setup",
+           "read_series"]
 
 #: overrides that shrink a model for figures ("medium") and for tests ("small")
 SIZES: dict[str, list[str]] = {
