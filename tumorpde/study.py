@@ -117,8 +117,11 @@ def write_results(path: Path, summary: Mapping[str, Any], results: Mapping[str, 
 
 
 def plot_variants(results: Mapping[str, Any], columns: Sequence[str], path: Path, title: str,
-                  comm: MPI.Comm = MPI.COMM_WORLD) -> None:
-    """One panel per observable, one line per variant (rank 0 writes the PNG)."""
+                  comm: MPI.Comm = MPI.COMM_WORLD, log: Sequence[str] = ()) -> None:
+    """One panel per observable, one line per variant (rank 0 writes the PNG).
+
+    The panels of the observables in ``log`` have a logarithmic y axis.
+    """
     if comm.rank != 0:
         return
     import matplotlib
@@ -132,7 +135,9 @@ def plot_variants(results: Mapping[str, Any], columns: Sequence[str], path: Path
             s = r["series"]
             ax.plot(s["t"], s[col], label=name, lw=2)
         ax.set_xlabel("time (day)")
-        ax.set_title(col.replace("_", " "))
+        if col in log:
+            ax.set_yscale("log")
+        ax.set_title(col.replace("_", " ") + (" (log scale)" if col in log else ""))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
