@@ -1,0 +1,256 @@
+"""The ``split`` solver strategy: a species-split sparse Jacobian with pointwise-kinetics preconditioning.
+
+The monolithic strategy differentiates the whole residual of the blocked space, so every
+Jacobian row of a 15-species model holds ``15 x (neighbours + 1)`` entries, a dense 15 x 15
+block for every mesh edge, although the P1 discretisation with lumped mass couples species
+only at the same vertex (mass, reactions: vertex quadrature) and through the few taxis terms.
+This strategy solves *the same discrete equations* (same residual, same time scheme, same
+Newton tolerances) with a Jacobian that holds only the couplings that exist:
+
+* nodal blocks: ``c0 m_i I - m_i df/du(u_i)``, one dense ``n x n`` block per vertex, from
+  ``n`` vector assemblies of the vertex-quadrature part of the residual differentiated in the
+  direction of each species (local kinetics, exact also with region-wise coefficients);
+* transport: one scalar P1 matrix per species (diffusion, boundary terms), assembled from the
+  residual's cell and facet integrals and kept when it depends neither on the state nor on
+  time (constant coefficients: assembled once per run); derivatives of a diffusivity with
+  respect to *other* species are left out (the Jacobian is then inexact and Newton converges
+  linearly; the solution is unchanged);
+* edge taxis: the entries of :meth:`tumorpde.taxis.EdgeTaxis.jacobian_entries`.
+
+All entries go into one PETSc matrix with a fixed COO pattern (``MatSetValuesCOO``), block
+size ``n``.  The default linear solver is GMRES preconditioned by a multiplicative composite
+of point-block Jacobi (solves the local kinetics with the diffusion diagonal at every vertex)
+and ILU(0) on each rank's part of the sparse matrix (the transport); see
+:func:`default_options`.  Only P1 with lumped mass qualifies (otherwise reactions are not
+nodal); ``strategy = "auto"`` picks this strategy exactly then.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mpi4py import MPI
+from petsc4py import PETSc
+
+import numpy as np
+
+from tumorpde.compat import import_dolfinx
+
+__all__ = ["SplitJacobian", "applicable", "default_options", "STRATEGIES"]
+
+log = logging.getLogger("tumorpde")
+
+import_dolfinx()
+import ufl  # noqa: E402
+from dolfinx import fem  # noqa: E402
+from dolfinx.fem import petsc as fpetsc  # noqa: E402
+from ufl.algorithms import expand_derivatives, expand_indices  # noqa: E402
+from ufl.algorithms.apply_algebra_lowering import apply_algebra_lowering  # noqa: E402
+
+STRATEGIES = ("auto", "split", "monolithic")
+
+
+def applicable(disc: Any) -> bool:
+    """Whether a discretisation has nodal kinetics (P1 with lumped mass)."""
+    return disc.degree == 1 and bool(disc.spec.config.discretisation.lumped_mass)
+
+
+def default_options(gdim: int) -> dict[str, Any]:
+    """Default PETSc options (without prefix) of the split strategy."""
+    return {
+        "snes_type": "newtonls",
+        "snes_linesearch_type": "basic",
+        "snes_rtol": 1e-9,
+        "snes_atol": 1e-11,
+        "snes_stol": 0.0,
+        "snes_max_it": 25,
+        "snes_divergence_tolerance": 1e8,
+        "ksp_type": "gmres",
+        "ksp_rtol": 1e-10,
+        "ksp_atol": 1e-14,
+        "ksp_max_it": 2000,
+        "ksp_gmres_restart": 200,
+        "pc_type": "composite",
+        "pc_composite_type": "multiplicative",
+        "pc_composite_pcs": "pbjacobi,bjacobi",
+        "sub_1_sub_pc_type": "ilu",
+    }
+
+
+def _is_vertex(integral: Any) -> bool:
+    return integral.metadata().get("quadrature_rule") == "vertex"
+
+
+def _simplify(form: Any) -> Any:
+    """Expand derivatives and index sums, so that blocks that vanish have no integrals."""
+    return expand_indices(apply_algebra_lowering(expand_derivatives(form)))
+
+
+class SplitJacobian:
+    """Sparse Jacobian of a :class:`~tumorpde.discretisation.Discretisation` (P1, lumped mass)."""
+
+    def __init__(self, disc: Any) -> None:
+        """Build the forms and the fixed COO pattern (collective)."""
+        self.disc = disc
+        n = disc.n
+        self.n = n
+        V, V0 = disc.V, disc.V0
+        comm = disc.comm
+        imap = V.dofmap.index_map
+        self.nown = imap.size_local
+        self.nloc = imap.size_local + imap.num_ghosts
+        gnodes = np.asarray(imap.local_to_global(np.arange(self.nloc, dtype=np.int32)),
+                            dtype=np.int64)
+        gnodes0 = np.asarray(V0.dofmap.index_map.local_to_global(
+            np.arange(self.nloc, dtype=np.int32)), dtype=np.int64)
+        if not np.array_equal(gnodes, gnodes0):  # pragma: no cover - DOLFINx layout guard
+            raise RuntimeError("the component space and the blocked space number nodes differently")
+        self.gnodes = gnodes
+        F = disc.F_ufl
+        u = disc.u
+        v = ufl.TestFunction(V)
+        w, v0 = ufl.TrialFunction(V0), ufl.TestFunction(V0)
+
+        def unit(k: int, f: Any) -> Any:
+            return ufl.as_vector([f if i == k else 0 for i in range(n)]) if n > 1 else f
+
+        vertex = ufl.Form([it for it in F.integrals() if _is_vertex(it)])
+        other = [it for it in F.integrals() if not _is_vertex(it)]
+        # nodal blocks: column m of every vertex block is the vertex part differentiated along e_m
+        one = fem.Constant(disc.domain.mesh, PETSc.ScalarType(1.0))
+        self.nodal_forms = []
+        for m in range(n):
+            form = _simplify(ufl.derivative(vertex, u, unit(m, one)))
+            self.nodal_forms.append(fem.form(form) if form.integrals() else None)
+        self.nodal_vec = fem.Function(V)
+        # transport blocks (k, m) from the cell and facet integrals
+        self.blocks: list[tuple[int, int, Any, bool, PETSc.Mat]] = []
+        state_coeffs = {u, disc.u_n, disc.u_nm1}
+        if other:
+            other_form = ufl.Form(other)
+            for k in range(n):
+                Fk = _simplify(ufl.replace(other_form, {v: unit(k, v0)}))
+                if not Fk.integrals():
+                    continue
+                for m in range(n):
+                    Jkm = _simplify(ufl.derivative(Fk, u, unit(m, w)))
+                    if not Jkm.integrals():
+                        continue
+                    coeffs = set(ufl.algorithms.extract_coefficients(Jkm))
+                    consts = set(ufl.algorithms.analysis.extract_constants(Jkm))
+                    varies = bool(coeffs & state_coeffs) or disc.t in consts
+                    form = fem.form(Jkm)
+                    A = fpetsc.assemble_matrix(form)
+                    A.assemble()
+                    self.blocks.append((k, m, form, varies, A))
+        # pattern: transport CSR rows, nodal blocks, edge taxis, Dirichlet diagonal
+        rows, cols = [], []
+        self._block_sizes = []
+        for k, m, _f, _v, A in self.blocks:
+            r0, r1 = A.getOwnershipRange()
+            ip, jj, _ = A.getValuesCSR()
+            ip = np.asarray(ip, dtype=np.int64)
+            grow = np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(ip))
+            rows.append(grow * n + k)
+            cols.append(np.asarray(jj, dtype=np.int64) * n + m)
+            self._block_sizes.append(len(jj))
+        owned = gnodes[: self.nown]
+        kk, mm = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")  # (k, m)
+        rows.append((owned[:, None, None] * n + kk[None]).ravel())
+        cols.append((owned[:, None, None] * n + mm[None]).ravel())
+        self._taxis_count = 0
+        if disc.edge_taxis:
+            r, c, _ = self._taxis_entries()
+            rows.append(r)
+            cols.append(c)
+            self._taxis_count = len(r)
+        rows_a = np.concatenate(rows)
+        cols_a = np.concatenate(cols)
+        bc = disc.bc_global
+        if len(bc):
+            self.keep = ~(np.isin(rows_a, bc) | np.isin(cols_a, bc))
+        else:
+            self.keep = None
+        # Dirichlet dofs owned here: unit diagonal
+        rstart = imap.local_range[0] * n
+        rend = imap.local_range[1] * n
+        self.bc_owned = bc[(bc >= rstart) & (bc < rend)] if len(bc) else np.zeros(0, np.int64)
+        if self.keep is not None:
+            rows_a, cols_a = rows_a[self.keep], cols_a[self.keep]
+        rows_a = np.concatenate([rows_a, self.bc_owned])
+        cols_a = np.concatenate([cols_a, self.bc_owned])
+        self.ncoo = len(rows_a)
+        self._rows, self._cols = rows_a, cols_a
+        self.comm: MPI.Comm = comm
+
+    def _taxis_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        disc = self.disc
+        arr = disc.u.x.array
+        out = [et.jacobian_entries(arr, self.n) for et in disc.edge_taxis]
+        return (np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out]),
+                np.concatenate([o[2] for o in out]))
+
+    def create_matrix(self) -> PETSc.Mat:
+        """An AIJ matrix with the split pattern, block size ``n``."""
+        n = self.n
+        nrows = self.nown * n
+        A = PETSc.Mat().create(comm=self.comm)
+        A.setSizes([[nrows, PETSc.DECIDE], [nrows, PETSc.DECIDE]], bsize=n)
+        A.setType(PETSc.Mat.Type.AIJ)
+        A.setPreallocationCOO(self._rows.astype(PETSc.IntType), self._cols.astype(PETSc.IntType))
+        A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
+        return A
+
+    def values(self) -> np.ndarray:
+        """COO values for the current state in ``disc.u``."""
+        disc = self.disc
+        n = self.n
+        parts = []
+        for idx, (_k, _m, form, varies, A) in enumerate(self.blocks):
+            if varies:
+                A.zeroEntries()
+                fpetsc.assemble_matrix(A, form)
+                A.assemble()
+            data = A.getValuesCSR()[2]
+            if len(data) != self._block_sizes[idx]:  # pragma: no cover - pattern guard
+                raise RuntimeError("the sparsity of a transport block changed")
+            parts.append(np.asarray(data))
+        blocks = np.zeros((self.nown, n, n))
+        vec = self.nodal_vec
+        for m, form in enumerate(self.nodal_forms):
+            if form is None:
+                continue
+            vec.x.array[:] = 0.0
+            fem.assemble_vector(vec.x.array, form)
+            vec.x.scatter_reverse(_add())
+            blocks[:, :, m] = vec.x.array[: self.nown * n].reshape(self.nown, n)
+        parts.append(blocks.ravel())
+        if disc.edge_taxis:
+            for et in disc.edge_taxis:
+                et.update()
+            parts.append(self._taxis_entries()[2])
+        vals = np.concatenate(parts)
+        if self.keep is not None:
+            vals = vals[self.keep]
+        return np.concatenate([vals, np.ones(len(self.bc_owned))])
+
+    def jacobian(self, snes: Any, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Mat) -> None:
+        """SNES Jacobian callback."""
+        disc = self.disc
+        x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+        x.copy(disc.u.x.petsc_vec)
+        disc.u.x.scatter_forward()
+        J.setValuesCOO(self.values(), addv=PETSc.InsertMode.INSERT_VALUES)
+        J.assemble()
+
+    def destroy(self) -> None:
+        """Free the transport matrices."""
+        for *_, A in self.blocks:
+            A.destroy()
+
+
+def _add() -> Any:
+    from dolfinx import la
+
+    return la.InsertMode.add
