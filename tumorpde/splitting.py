@@ -5,16 +5,16 @@ Jacobian row of a 15-species model holds ``15 x (neighbours + 1)`` entries, a de
 block for every mesh edge, although the P1 discretisation with lumped mass couples species
 only at the same vertex (mass, reactions: vertex quadrature) and through the few taxis terms.
 This strategy solves *the same discrete equations* (same residual, same time scheme, same
-Newton tolerances) with a Jacobian that holds only the couplings that exist:
+Newton tolerances) with the same (exact) Jacobian, stored with only the couplings that exist:
 
 * nodal blocks: ``c0 m_i I - m_i df/du(u_i)``, one dense ``n x n`` block per vertex, from
   ``n`` vector assemblies of the vertex-quadrature part of the residual differentiated in the
   direction of each species (local kinetics, exact also with region-wise coefficients);
-* transport: one scalar P1 matrix per species (diffusion, boundary terms), assembled from the
-  residual's cell and facet integrals and kept when it depends neither on the state nor on
-  time (constant coefficients: assembled once per run); derivatives of a diffusivity with
-  respect to *other* species are left out (the Jacobian is then inexact and Newton converges
-  linearly; the solution is unchanged);
+* transport: one scalar P1 matrix for every pair of species (k, m) whose cell and facet
+  integrals couple them (diffusion and boundary terms: k = m; a diffusivity of k depending
+  on m, Galerkin taxis: k != m), found symbolically and assembled from the residual's own
+  integrals; a block that depends neither on the state nor on time (constant coefficients)
+  is assembled once per run;
 * edge taxis: the entries of :meth:`tumorpde.taxis.EdgeTaxis.jacobian_entries`.
 
 All entries go into one PETSc matrix with a fixed COO pattern (``MatSetValuesCOO``), block
@@ -73,8 +73,7 @@ def default_options(gdim: int) -> dict[str, Any]:
         "ksp_gmres_restart": 200,
         "pc_type": "composite",
         "pc_composite_type": "multiplicative",
-        "pc_composite_pcs": "pbjacobi,bjacobi",
-        "sub_1_sub_pc_type": "ilu",
+        "pc_composite_pcs": "pbjacobi,bjacobi",  # block Jacobi's blocks: ILU(0) by default
     }
 
 
