@@ -194,7 +194,8 @@ def markdown(res: dict) -> str:
         for k in ("tme-2d", "tme-3d"):
             if k in m:
                 row(f"memory {k} ({m[k]['unknowns']} unknowns)",
-                    f"{m[k]['bytes_per_unknown']:.0f} B/unknown", "<= 2048", m[k]["bytes_per_unknown"] <= 2048)
+                    f"{m[k]['bytes_per_unknown']:.0f} B/unknown", "<= 2048",
+                    m[k]["bytes_per_unknown"] <= 2048)
     p = c.get("pypde")
     if p:
         if "skipped" in p:

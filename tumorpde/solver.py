@@ -91,12 +91,15 @@ class StepSolver:
         self.strategy = _strategy(disc, user_options.pop("strategy", "auto"))
         split = self.strategy == "split"
         base = splitting.default_options if split else default_options
-        self.options = {**base(disc.domain.gdim), **user_options}
+        self.split = splitting.SplitJacobian(disc) if split else None
+        extra = {}
+        if self.split and "pc_type" not in user_options:
+            extra = self.split.preconditioner_options(disc.spec.config.time.dt)
+        self.options = {**base(disc.domain.gdim), **extra, **user_options}
         opts = PETSc.Options()
         for k, v in self.options.items():
             opts[f"{PREFIX}{k}"] = _fmt(v)
         self.b = disc.u.x.petsc_vec.duplicate()
-        self.split = splitting.SplitJacobian(disc) if split else None
         self.A = self.split.create_matrix() if self.split else disc.create_matrix()
         self.snes = PETSc.SNES().create(comm)
         self.snes.setOptionsPrefix(PREFIX)
