@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 EXPERIMENTS := stroma-dependence cafs immune-polarisation stem-cell-niche metastatic-potential cohort
 SIZE ?= medium
 
-.PHONY: setup demo test test-serial test-mpi verify verify-quick lint clean docs experiments
+.PHONY: setup demo test test-serial test-mpi verify verify-quick lint clean docs experiments bench
 
 setup: $(STAMP)
 
@@ -54,6 +54,12 @@ docs: $(STAMP)
 experiments: $(STAMP)
 	@set -e; for e in $(EXPERIMENTS); do echo "== $$e"; \
 	  $(PY) experiments/$$e/run.py --size $(SIZE); done
+
+# benchmarks (not part of `make test`): writes benchmarks/results.json and results.md, about
+# 10-15 minutes on 2 cores; BENCH_FLAGS=--quick for a few minutes, BIOFVM_DIR=... for BioFVM
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	$(PY) -m benchmarks.run $(BENCH_FLAGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check tumorpde tests

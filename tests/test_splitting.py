@@ -32,7 +32,7 @@ def _coupled(n: int = 6) -> dict:
                   "taxis": [{"toward": "c", "sensitivity": "0.3*n"},
                             {"toward": "f", "sensitivity": "0.1*n*(1 - n)"}],
                   "boundary": {"left": {"transfer": 2.0, "value": 0.4}}},
-            "c": {"diffusion": 0.05, "initial": "x**2 + 0.3*sin(5*y)",
+            "c": {"diffusion": 0.05, "initial": "0.5 + x**2 + 0.3*sin(5*y)",
                   "reaction": "n - c*(1 + f)", "boundary": {"right": {"value": "1 + 0.1*y"}}},
             "f": {"diffuses": False, "initial": "0.5 + 0.4*sin(4*x)*cos(3*y)",
                   "reaction": "-f*n/(1 + f)"},

@@ -91,7 +91,7 @@ class StepSolver:
         self.strategy = _strategy(disc, user_options.pop("strategy", "auto"))
         split = self.strategy == "split"
         base = splitting.default_options if split else default_options
-        self.split = splitting.SplitJacobian(disc) if split else None
+        self.split = splitting.for_discretisation(disc) if split else None
         extra = {}
         if self.split and "pc_type" not in user_options:
             extra = self.split.preconditioner_options(disc.spec.config.time.dt)
@@ -146,7 +146,5 @@ class StepSolver:
             opts.delValue(f"{PREFIX}{k}")
         self.snes.destroy()
         self.A.destroy()
-        if self.split is not None:
-            self.split.destroy()
         self.b.destroy()
         self.x.destroy()

@@ -7,9 +7,10 @@ only at the same vertex (mass, reactions: vertex quadrature) and through the few
 This strategy solves *the same discrete equations* (same residual, same time scheme, same
 Newton tolerances) with the same (exact) Jacobian, stored with only the couplings that exist:
 
-* nodal blocks: ``c0 m_i I - m_i df/du(u_i)``, one dense ``n x n`` block per vertex, from
-  ``n`` vector assemblies of the vertex-quadrature part of the residual differentiated in the
-  direction of each species (local kinetics, exact also with region-wise coefficients);
+* nodal blocks: ``c0 m_i I - m_i df/du(u_i)``, an ``n x n`` block per vertex holding the
+  entries that do not vanish symbolically, from ``n`` vector assemblies of the
+  vertex-quadrature part of the residual differentiated in the direction of each species
+  (local kinetics, exact also with region-wise coefficients);
 * transport: one scalar P1 matrix for every pair of species (k, m) whose cell and facet
   integrals couple them (diffusion and boundary terms: k = m; a diffusivity of k depending
   on m, Galerkin taxis: k != m), found symbolically and assembled from the residual's own
@@ -37,7 +38,7 @@ import numpy as np
 
 from tumorpde.compat import import_dolfinx
 
-__all__ = ["SplitJacobian", "applicable", "default_options", "STRATEGIES"]
+__all__ = ["SplitJacobian", "applicable", "default_options", "for_discretisation", "STRATEGIES"]
 
 log = logging.getLogger("tumorpde")
 
@@ -67,7 +68,7 @@ def default_options(gdim: int) -> dict[str, Any]:
         "snes_max_it": 25,
         "snes_divergence_tolerance": 1e8,
         "ksp_type": "gmres",
-        "ksp_rtol": 1e-10,
+        "ksp_rtol": 1e-12,  # iterative error far below the values that positivity tests see
         "ksp_atol": 1e-14,
         "ksp_max_it": 2000,
         "ksp_gmres_restart": 200,
@@ -75,6 +76,19 @@ def default_options(gdim: int) -> dict[str, Any]:
 
 
 STIFF = 10.0  # species with dt * (transport diagonal / lumped mass) above this get AMG
+
+
+def for_discretisation(disc: Any) -> SplitJacobian:
+    """The split Jacobian of ``disc``, built on first use and kept with it.
+
+    Its forms and pattern depend on the discretisation only, so solvers created again
+    during a run (after a checkpoint) share it.
+    """
+    sj = disc.__dict__.get("_split_jacobian")
+    if sj is None:
+        sj = SplitJacobian(disc)
+        disc.__dict__["_split_jacobian"] = sj
+    return sj
 
 
 def _is_vertex(integral: Any) -> bool:
@@ -123,6 +137,17 @@ class SplitJacobian:
             form = _simplify(ufl.derivative(vertex, u, unit(m, one)))
             self.nodal_forms.append(fem.form(form) if form.integrals() else None)
         self.nodal_vec = fem.Function(V)
+        # which entries of the vertex blocks can be non-zero (the diagonal always: the mass)
+        nz = np.eye(n, dtype=bool)
+        for k in range(n):
+            Vk = _simplify(ufl.replace(vertex, {v: unit(k, v0)}))
+            if not Vk.integrals():
+                continue
+            for m in range(n):
+                if not nz[k, m] and _simplify(ufl.derivative(Vk, u, unit(m, one))).integrals():
+                    nz[k, m] = True
+        self.nodal_pattern = nz
+        self._nodal_flat = np.flatnonzero(nz.ravel())
         # transport blocks (k, m) from the cell and facet integrals
         self.blocks: list[tuple[int, int, Any, bool, PETSc.Mat]] = []
         state_coeffs = {u, disc.u_n, disc.u_nm1}
@@ -155,9 +180,9 @@ class SplitJacobian:
             cols.append(np.asarray(jj, dtype=np.int64) * n + m)
             self._block_sizes.append(len(jj))
         owned = gnodes[: self.nown]
-        kk, mm = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")  # (k, m)
-        rows.append((owned[:, None, None] * n + kk[None]).ravel())
-        cols.append((owned[:, None, None] * n + mm[None]).ravel())
+        kk, mm = np.divmod(self._nodal_flat, n)  # the (k, m) entries of every vertex block
+        rows.append((owned[:, None] * n + kk[None]).ravel())
+        cols.append((owned[:, None] * n + mm[None]).ravel())
         self._taxis_count = 0
         if disc.edge_taxis:
             r, c, _ = self._taxis_entries()
@@ -179,9 +204,32 @@ class SplitJacobian:
             rows_a, cols_a = rows_a[self.keep], cols_a[self.keep]
         rows_a = np.concatenate([rows_a, self.bc_owned])
         cols_a = np.concatenate([cols_a, self.bc_owned])
+        self._constant_data: dict[int, np.ndarray] = {}
         self.ncoo = len(rows_a)
         self._rows, self._cols = rows_a, cols_a
         self.comm: MPI.Comm = comm
+
+    def transport_rates(self) -> np.ndarray:
+        """Per species, ``max_i A_ii / m_i`` of its transport block ``A`` (1/time; 0 without one).
+
+        ``dt`` times this rate is the squared number of cells that the species diffuses
+        across in a step of ``dt``; computed once (for the transport blocks at the initial state).
+        """
+        if getattr(self, "_rates", None) is not None:
+            return self._rates
+        meta = {"quadrature_rule": "vertex", "quadrature_degree": 1}
+        lumped = fem.Function(self.disc.V0)
+        fem.assemble_vector(lumped.x.array, fem.form(ufl.TestFunction(self.disc.V0) * ufl.dx(
+            domain=self.disc.domain.mesh, metadata=meta)))
+        lumped.x.scatter_reverse(_add())
+        mass = lumped.x.array[: self.nown]
+        rates = np.zeros(self.n)
+        for k, m, _form, _varies, A in self.blocks:
+            if k == m and self.nown:
+                diag = A.getDiagonal().array[: self.nown]
+                rates[k] = max(rates[k], float(np.max(diag / np.maximum(mass, 1e-300))))
+        self._rates = np.asarray(self.comm.allreduce(rates, op=MPI.MAX))
+        return self._rates
 
     def preconditioner_options(self, dt: float) -> dict[str, Any]:
         """The default preconditioner (PETSc options without prefix).
@@ -189,27 +237,13 @@ class SplitJacobian:
         Several species: a multiplicative composite of point-block Jacobi (the local
         kinetics at every vertex, with the diagonal of the transport) and an additive field
         split with one solve per species (``sub_1_fieldsplit_<k>_``); one species: its
-        transport preconditioner alone.  A species whose transport is stiff at the step ``dt`` (``dt max_i A_ii / m_i > STIFF``,
-        ``A`` its transport block, ``m`` the lumped mass: the diffusion length over a step
-        spans several cells) gets smoothed-aggregation AMG; the others, whose matrices are
-        dominated by the mass, keep ILU(0).
+        transport preconditioner alone.  A species whose transport is stiff at the step
+        ``dt`` (``dt`` times :meth:`transport_rates` above :data:`STIFF`: it diffuses across
+        several cells in a step) gets smoothed-aggregation AMG; the others, whose matrices
+        are dominated by the mass, keep ILU(0) (block Jacobi with ILU(0) blocks in parallel).
         """
         n = self.n
-        meta = {"quadrature_rule": "vertex", "quadrature_degree": 1}
-        lumped = fem.Function(self.disc.V0)
-        fem.assemble_vector(lumped.x.array, fem.form(ufl.TestFunction(self.disc.V0) * ufl.dx(
-            domain=self.disc.domain.mesh, metadata=meta)))
-        lumped.x.scatter_reverse(_add())
-        mass = lumped.x.array[: self.nown]
-        stiff = np.zeros(n)
-        for k, m, _form, _varies, A in self.blocks:
-            if k != m:
-                continue
-            diag = A.getDiagonal().array[: self.nown]
-            ratio = dt * diag / np.maximum(mass, 1e-300)
-            stiff[k] = max(stiff[k], float(ratio.max()) if ratio.size else 0.0)
-        stiff = np.asarray(self.comm.allreduce(stiff, op=MPI.MAX))
-        self.stiffness = stiff
+        stiff = dt * self.transport_rates()
         if n == 1:
             return {"pc_type": "gamg" if stiff[0] > STIFF else "bjacobi"}
         opts: dict[str, Any] = {
@@ -252,10 +286,15 @@ class SplitJacobian:
                 A.zeroEntries()
                 fpetsc.assemble_matrix(A, form)
                 A.assemble()
-            data = A.getValuesCSR()[2]
+            elif idx in self._constant_data:
+                parts.append(self._constant_data[idx])
+                continue
+            data = np.asarray(A.getValuesCSR()[2])
             if len(data) != self._block_sizes[idx]:  # pragma: no cover - pattern guard
                 raise RuntimeError("the sparsity of a transport block changed")
-            parts.append(np.asarray(data))
+            if not varies:
+                self._constant_data[idx] = data
+            parts.append(data)
         blocks = np.zeros((self.nown, n, n))
         vec = self.nodal_vec
         for m, form in enumerate(self.nodal_forms):
@@ -265,7 +304,7 @@ class SplitJacobian:
             fem.assemble_vector(vec.x.array, form)
             vec.x.scatter_reverse(_add())
             blocks[:, :, m] = vec.x.array[: self.nown * n].reshape(self.nown, n)
-        parts.append(blocks.ravel())
+        parts.append(blocks.reshape(self.nown, n * n)[:, self._nodal_flat].ravel())
         if disc.edge_taxis:
             for et in disc.edge_taxis:
                 et.update()
@@ -284,10 +323,6 @@ class SplitJacobian:
         J.setValuesCOO(self.values(), addv=PETSc.InsertMode.INSERT_VALUES)
         J.assemble()
 
-    def destroy(self) -> None:
-        """Free the transport matrices."""
-        for *_, A in self.blocks:
-            A.destroy()
 
 
 def _add() -> Any:
