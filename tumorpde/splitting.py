@@ -228,7 +228,8 @@ class SplitJacobian:
             if k == m and self.nown:
                 diag = A.getDiagonal().array[: self.nown]
                 rates[k] = max(rates[k], float(np.max(diag / np.maximum(mass, 1e-300))))
-        self._rates = np.asarray(self.comm.allreduce(rates, op=MPI.MAX))
+        self._rates = np.empty_like(rates)
+        self.comm.Allreduce(rates, self._rates, op=MPI.MAX)
         return self._rates
 
     def preconditioner_options(self, dt: float) -> dict[str, Any]:
