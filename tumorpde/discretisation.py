@@ -267,10 +267,17 @@ class Discretisation:
                     bc_specs.append((k, tag, bc["value"], req("value")))
         self.F_ufl = F
         self.F = fem.form(F)
-        self.J = fem.form(ufl.derivative(F, u, ufl.TrialFunction(self.V)))
+        self._J_ufl = ufl.derivative(F, u, ufl.TrialFunction(self.V))  # compiled on first use
         self._setup_bcs(bc_specs)
         self._setup_edge_taxis(edge_terms)
         self._setup_observables()
+
+    @property
+    def J(self) -> Any:
+        """The compiled Jacobian form of the whole blocked space (monolithic strategy only)."""
+        if self.__dict__.get("_J") is None:
+            self.__dict__["_J"] = fem.form(self._J_ufl)
+        return self.__dict__["_J"]
 
     def _setup_bcs(self, bc_specs: list[tuple[int, int, TermSpec, Any]]) -> None:
         mesh = self.domain.mesh

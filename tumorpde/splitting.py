@@ -71,7 +71,7 @@ def default_options(gdim: int) -> dict[str, Any]:
         "ksp_rtol": 1e-12,  # iterative error far below the values that positivity tests see
         "ksp_atol": 1e-14,
         "ksp_max_it": 2000,
-        "ksp_gmres_restart": 200,
+        "ksp_gmres_restart": 100,
     }
 
 
@@ -206,7 +206,8 @@ class SplitJacobian:
         cols_a = np.concatenate([cols_a, self.bc_owned])
         self._constant_data: dict[int, np.ndarray] = {}
         self.ncoo = len(rows_a)
-        self._rows, self._cols = rows_a, cols_a
+        self._rows = rows_a.astype(PETSc.IntType)
+        self._cols = cols_a.astype(PETSc.IntType)
         self.comm: MPI.Comm = comm
 
     def transport_rates(self) -> np.ndarray:
@@ -273,7 +274,8 @@ class SplitJacobian:
         A = PETSc.Mat().create(comm=self.comm)
         A.setSizes([[nrows, PETSc.DECIDE], [nrows, PETSc.DECIDE]], bsize=n)
         A.setType(PETSc.Mat.Type.AIJ)
-        A.setPreallocationCOO(self._rows.astype(PETSc.IntType), self._cols.astype(PETSc.IntType))
+        # (PETSc may overwrite the index arrays in parallel: hand it copies)
+        A.setPreallocationCOO(self._rows.copy(), self._cols.copy())
         A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
         return A
 
