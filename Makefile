@@ -59,7 +59,7 @@ experiments: $(STAMP)
 # 10-15 minutes on 2 cores; BENCH_FLAGS=--quick for a few minutes, BIOFVM_DIR=... for BioFVM
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
-	$(PY) -m benchmarks.run $(BENCH_FLAGS)
+	BIOFVM_DIR="$(BIOFVM_DIR)" $(PY) -m benchmarks.run $(BENCH_FLAGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check tumorpde tests
