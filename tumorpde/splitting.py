@@ -20,10 +20,11 @@ Newton tolerances) with the same (exact) Jacobian, stored with only the coupling
 
 All entries go into one PETSc matrix with a fixed COO pattern (``MatSetValuesCOO``), block
 size ``n``.  The default linear solver is GMRES preconditioned by a multiplicative composite
-of point-block Jacobi (solves the local kinetics with the diffusion diagonal at every vertex)
-and ILU(0) on each rank's part of the sparse matrix (the transport); see
-:func:`default_options`.  Only P1 with lumped mass qualifies (otherwise reactions are not
-nodal); ``strategy = "auto"`` picks this strategy exactly then.
+of point-block Jacobi (the local kinetics with the transport diagonal, solved at every
+vertex) and an additive field split with one solve per species, AMG where the species'
+transport is stiff at the time step and ILU(0) elsewhere (:func:`default_options`,
+:meth:`SplitJacobian.preconditioner_options`).  Only P1 with lumped mass qualifies
+(otherwise reactions are not nodal); ``strategy = "auto"`` picks this strategy exactly then.
 """
 
 from __future__ import annotations
