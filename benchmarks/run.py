@@ -126,18 +126,27 @@ def case_scaling(tmp: Path, quick: bool) -> dict:
 
 
 def case_memory(tmp: Path, quick: bool, tme2d: dict | None) -> dict:
-    """Bytes per unknown of tme-2d (split run) and tme-3d (one step)."""
-    out: dict = {"target": "<= 2048 bytes per unknown"}
-    if tme2d is not None:
-        f = tme2d["split"]
-        out["tme-2d"] = {"unknowns": f["unknowns"], "bytes_per_unknown": f["bytes_per_unknown"]}
+    """Bytes per unknown of tme-2d and tme-3d: total, and marginal between two mesh sizes.
+
+    The total (peak resident memory less the imports, over the unknowns) includes fixed costs
+    that do not grow with the mesh (compiled forms, UFL and PETSc objects); the marginal
+    figure ``(RSS_2 - RSS_1) / (N_2 - N_1)`` between two sizes is what a large run pays per
+    unknown, and is the one compared with the target.
+    """
+    out: dict = {"target": "<= 2048 bytes per unknown (marginal)"}
     sets = ["time.end=1", "time.output_every=1", "output.checkpoint_every=10", "output.fields=[]"]
-    if quick:
-        sets.append("mesh.cells=[12, 12, 12]")
-    r = tme_run("tme-3d", sets, tmp, "tme3d")
-    out["tme-3d"] = {"unknowns": r["unknowns"], "bytes_per_unknown": r["bytes_per_unknown"],
-                     "step_s": r["step_s"], "newton_iterations": r["newton_iterations"],
-                     "linear_iterations": r["linear_iterations"]}
+    sizes = {"tme-2d": ("[48, 48]", "[96, 96]"),
+             "tme-3d": ("[12, 12, 12]", "[16, 16, 16]" if quick else "[20, 20, 20]")}
+    for config, (small, large) in sizes.items():
+        a = tme_run(config, sets + [f"mesh.cells={small}"], tmp, f"{config}-small")
+        b = tme_run(config, sets + [f"mesh.cells={large}"], tmp, f"{config}-large")
+        out[config] = {
+            "unknowns": [a["unknowns"], b["unknowns"]],
+            "bytes_per_unknown_total": [a["bytes_per_unknown"], b["bytes_per_unknown"]],
+            "bytes_per_unknown": (b["peak_rss_bytes"] - a["peak_rss_bytes"])
+            / (b["unknowns"] - a["unknowns"]),
+            "step_s": [a["step_s"], b["step_s"]],
+        }
     return out
 
 
@@ -193,8 +202,10 @@ def markdown(res: dict) -> str:
     if m:
         for k in ("tme-2d", "tme-3d"):
             if k in m:
-                row(f"memory {k} ({m[k]['unknowns']} unknowns)",
-                    f"{m[k]['bytes_per_unknown']:.0f} B/unknown", "<= 2048",
+                row(f"memory {k}, marginal between {m[k]['unknowns'][0]} and {m[k]['unknowns'][1]} "
+                    f"unknowns (total per unknown at the larger size)",
+                    f"{m[k]['bytes_per_unknown']:.0f} B/unknown "
+                    f"({m[k]['bytes_per_unknown_total'][1]:.0f})", "<= 2048",
                     m[k]["bytes_per_unknown"] <= 2048)
     p = c.get("pypde")
     if p:
