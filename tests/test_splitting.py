@@ -156,3 +156,22 @@ def test_bad_strategy_is_a_config_error(disc_table, value, needle):
         StepSolver(disc, {"strategy": value})
     assert info.value.key == "solver.strategy"
     assert needle in str(info.value)
+
+
+def test_split_strategy_keeps_bdf2_second_order_in_time(mpi_tmp):
+    """Self-convergence in dt of a coupled nonlinear taxis-reaction system (same mesh)."""
+    def final(dt: float) -> np.ndarray:
+        cfg = _coupled(6)
+        cfg["time"] = {"end": 0.4, "dt": dt, "scheme": "bdf2", "output_every": 0.4}
+        cfg["solver"] = {"strategy": "split"}
+        cfg["output"] = {"fields": [], "checkpoint_every": 1.0}
+        res = run_dict(cfg, mpi_tmp / f"dt{dt}")
+        return res.discretisation.u.x.array.copy()
+
+    ref = final(0.4 / 64)
+    errs = []
+    for dt in (0.1, 0.05, 0.025):
+        local = float(np.sum((final(dt) - ref) ** 2))
+        errs.append(math.sqrt(MPI.COMM_WORLD.allreduce(local, op=MPI.SUM)))
+    orders = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
+    assert all(1.8 < p < 2.3 for p in orders), (errs, orders)
