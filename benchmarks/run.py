@@ -212,8 +212,8 @@ def markdown(res: dict) -> str:
         if "skipped" in p:
             row("py-pde", "skipped: " + p["skipped"], ">= 5x", None)
         elif "speedup" in p:
-            row("py-pde, stiff tumour-oxygen system, whole process at equal error", f"{p['speedup']:.1f}x", ">= 5x",
-                p["speedup"] >= 5)
+            row("py-pde, stiff tumour-oxygen system, whole process at equal error",
+                f"{p['speedup']:.1f}x", ">= 5x", p["speedup"] >= 5)
     b = c.get("biofvm")
     if b:
         if "skipped" in b:
