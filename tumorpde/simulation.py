@@ -83,8 +83,10 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
     except ConfigError as exc:
         record.finish("failed", str(exc))
         raise
+    from tumorpde.coupling import Couplings
     from tumorpde.solver import StepSolver
 
+    couplings = Couplings(disc)  # drug levels, scalar compartments, radiotherapy fractions
     try:
         solver = StepSolver(disc, cfg.solver)
     except ConfigError as exc:
@@ -93,14 +95,17 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
     tc = cfg.time
     span = tc.end - tc.start
     out_every = tc.output_every or span / 10.0
-    milestones = Milestones.build(tc.start, tc.end, [out_every, cfg.output.checkpoint_every])
+    milestones = Milestones.build(tc.start, tc.end, [out_every, cfg.output.checkpoint_every],
+                                  couplings.milestones(tc.start, tc.end))
     ctrl = Controller(tc.scheme, tc.dt, tc.adaptive, tc.dt_min or 1e-9 * span,
                       tc.dt_max or out_every, tc.rtol, tc.atol)
     names = spec.names
     fields = cfg.output.fields if cfg.output.fields is not None else names
     writer = FieldWriter(disc, outdir, fields)
     obs_names = list(spec.observables)
-    obs = ObservableWriter(comm, outdir, ["t"] + [f"total_{n}" for n in names] + obs_names)
+    scalar_names = couplings.columns()
+    obs = ObservableWriter(comm, outdir, ["t"] + [f"total_{n}" for n in names] + scalar_names +
+                           obs_names)
     nloc = disc.V.dofmap.index_map.size_local * disc.n
     show = cfg.output.progress if progress is None else progress
     bar = None
@@ -117,17 +122,19 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
     def record_row(t: float) -> dict[str, float]:
         totals = disc.totals()
         extra = disc.observables()
+        extra.update(couplings.row(t, extra))
         for n in cumulative:  # time integral by the trapezoidal rule over accepted steps
             if n in previous:
                 t_prev, v_prev = previous[n]
                 running[n] += 0.5 * (t - t_prev) * (v_prev + extra[n])
             previous[n] = (t, extra[n])
             extra[n] = running[n]
-        obs.write([t] + totals + [extra[n] for n in obs_names])
+        obs.write([t] + totals + [extra[n] for n in scalar_names + obs_names])
         return {**{f"total_{n}": v for n, v in zip(names, totals, strict=True)}, **extra}
 
     t = tc.start
     disc.t.value = t
+    couplings.start(t, milestones.tol)
     writer.write(t)
     last = record_row(t)
     record.update(wall_time={"setup": time.perf_counter() - t_setup},
@@ -150,6 +157,11 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
                 const.value = val
             disc.t.value = t + dt
             disc.update_boundary_values()
+            if not couplings.begin_step(t, t + dt, c):
+                if not ctrl.on_failure(dt):
+                    raise SolverError(f"the scalar compartments failed to converge at t={t:.6g} "
+                                      f"with dt={dt:.3g}; the step fell below dt_min")
+                continue
             # initial guess: the previous solution
             t0 = time.perf_counter()
             res = solver.solve()
@@ -176,11 +188,14 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
                                       f"dt_min={ctrl.dt_min:.3g}")
                 continue
             steps += 1
+            t_prev = t
             t = milestone if abs(t + dt - milestone) <= milestones.tol else t + dt
             hist = [unew.copy()] + hist[:2]
             dts = (dts + [dt])[-3:]
             disc.u_nm1.x.array[:] = disc.u_n.x.array
             disc.u_n.x.array[:] = disc.u.x.array
+            if couplings.end_step(t_prev, t, milestones.tol):  # a fraction: restart history
+                hist, dts = [disc.u.x.array[:nloc].copy()], []
             last = record_row(t)
             if milestones.hit(t, out_every, tc.start):
                 writer.write(t)
@@ -204,7 +219,7 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
     record.update(counters={"steps": steps, "rejected_steps": ctrl.rejected,
                             "failed_solves": ctrl.failures, "newton_iterations": newton,
                             "linear_iterations": linear, "outputs": writer.count,
-                            "observable_rows": obs.rows},
+                            "observable_rows": obs.rows, **couplings.summary()},
                   final={"t": t, "observables": last, "minima": minima})
     record.data["wall_time"]["solve"] = t_solve
     record.finish(status, message)
