@@ -7,7 +7,7 @@ DEMO  ?= tme-2d
 PYTEST_FLAGS ?= -q
 STAMP := $(VENV)/.installed
 
-EXPERIMENTS := stroma-dependence cafs immune-polarisation stem-cell-niche metastatic-potential cohort
+EXPERIMENTS := stroma-dependence cafs immune-polarisation stem-cell-niche metastatic-potential cohort virtual-trial
 SIZE ?= medium
 
 .PHONY: setup demo test test-serial test-mpi verify verify-quick lint clean docs experiments
@@ -46,9 +46,10 @@ verify: $(STAMP)
 verify-quick: $(STAMP)
 	$(PY) -m tumorpde.verification --quick --out out/verification-quick/verification.md
 
-# regenerate docs/model.md from the model (a test checks it is up to date)
+# regenerate docs/model.md and docs/metastasis.md from the models (tests check they are up to date)
 docs: $(STAMP)
 	$(VENV)/bin/tumorpde doc tme-2d -o docs/model.md
+	$(VENV)/bin/tumorpde doc tme-metastasis -o docs/metastasis.md
 
 # rerun every experiment of experiments/ (figures and results.json); SIZE=full|medium|small
 experiments: $(STAMP)
