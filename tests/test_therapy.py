@@ -210,3 +210,27 @@ def test_mesh_remove_splits_the_mesh_into_disconnected_parts(mpi_tmp):
     assert res.observables["west_total"] == pytest.approx(w0, rel=1e-10)
     east = disc.u.x.array[disc.V0.tabulate_dof_coordinates()[:, 0] > 1.0]
     assert comm.allreduce(float(np.abs(east).max(initial=0.0)), op=MPI.MAX) == 0.0
+
+
+def test_scalar_state_restores_a_run_in_progress():
+    from tumorpde.compartments import ScalarSystem
+
+    data = interval(scalars={"n": {"reaction": "n*(1 - n) + I_u", "initial": 0.1},
+                             "m": {"reaction": "-2*m + n"}}, observables={"I_u": "u"})
+    spec = check(load_dict(data))
+    a = ScalarSystem(spec)
+    env = {"I_u": 0.5, "t": 0.0}
+    coeffs = [(4.0, -4.0, 0.0), (6.0, -8.0, 2.0), (6.0, -8.0, 2.0)]  # BE, then BDF2 (dt 0.25)
+    for c in coeffs[:2]:
+        assert a.solve(c, env)
+        a.accept()
+    b = ScalarSystem(spec)
+    b.restore(a.state())
+    assert a.solve(coeffs[2], env) and b.solve(coeffs[2], env)
+    np.testing.assert_array_equal(a.trial, b.trial)
+    # the implicit step satisfies its equation
+    r = a.rhs(a.trial, env)
+    np.testing.assert_allclose(6 * a.trial - 8 * a.values + 2 * a.previous, r, rtol=1e-10)
+    other = check(load_dict(interval(scalars={"q": {}})))
+    with pytest.raises(ConfigError, match="checkpoint"):
+        ScalarSystem(other).restore(a.state())
