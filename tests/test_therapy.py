@@ -90,8 +90,12 @@ def test_fractions_multiply_species_by_their_surviving_fraction(mpi_tmp):
     np.testing.assert_allclose(u, (1 + x) * np.exp(-0.6 * (1 + x)) ** 2, rtol=1e-12)
     obs = MPI.COMM_WORLD.bcast(read_csv(mpi_tmp / "run" / "observables.csv")
                                if MPI.COMM_WORLD.rank == 0 else None, root=0)
-    assert obs["t"][0] == 0.0 and obs["total_u"][0] < 1.5  # the fraction at the start
-    assert np.any(np.abs(obs["t"] - 1.1) < 1e-12)
+    # two rows at each fraction time: before and after the jump
+    assert list(obs["t"][:2]) == [0.0, 0.0]
+    assert obs["total_u"][0] == pytest.approx(1.5) and obs["total_u"][1] < 1.5
+    at = np.flatnonzero(np.abs(obs["t"] - 1.1) < 1e-12)
+    assert len(at) == 2 and obs["total_u"][at[1]] < obs["total_u"][at[0]]
+    assert obs["total_u"][at[0]] == pytest.approx(obs["total_u"][1], rel=1e-12)
 
 
 def test_scalar_compartment_follows_the_implicit_scheme(mpi_tmp):

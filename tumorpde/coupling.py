@@ -10,10 +10,12 @@
   with the observables of the start of the step), so that the fields see the scalars
   at the end of the step; returns False when the scalar solve fails (the step is then
   retried with a shorter step, like a failed field solve);
-* :meth:`Couplings.end_step` once the step is accepted: commits the scalars and
+* :meth:`Couplings.accept` once the step is accepted: commits the scalars;
+* :meth:`Couplings.apply_fractions` after the row of the accepted step is recorded:
   applies the radiotherapy fractions due at the new time, an instantaneous
   multiplication of species by their surviving fractions; returns True when the state
-  jumped, so that the multistep history restarts;
+  jumped, so that the multistep history restarts (and a second row records the state
+  after the jump);
 * :meth:`Couplings.row` when a row of ``observables.csv`` is written: the scalars,
   the ``value`` observables, and a copy of the instantaneous observables that drive
   the next scalar step.
@@ -106,14 +108,17 @@ class Couplings:
                 consts[name].value = v
         return ok
 
-    def end_step(self, t0: float, t1: float, tol: float) -> bool:
-        """Commit an accepted step and apply the fractions due in ``(t0, t1]``.
+    def accept(self) -> None:
+        """Commit an accepted step (the scalars at its end become the current values)."""
+        if self.scalars is not None:
+            self.scalars.accept()
+
+    def apply_fractions(self, t0: float, t1: float, tol: float) -> bool:
+        """Apply the fractions due in ``(t0, t1]`` (after the step to ``t1`` is accepted).
 
         Returns:
             Whether the state jumped (the multistep history must restart).
         """
-        if self.scalars is not None:
-            self.scalars.accept()
         due = self.plan.fractions(t0, t1, tol) if self.plan is not None else []
         if due:
             self._apply(due)

@@ -134,9 +134,10 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
 
     t = tc.start
     disc.t.value = t
-    couplings.start(t, milestones.tol)
-    writer.write(t)
     last = record_row(t)
+    if couplings.start(t, milestones.tol):  # radiotherapy at the start: rows before and after
+        last = record_row(t)
+    writer.write(t)
     record.update(wall_time={"setup": time.perf_counter() - t_setup},
                   mesh={"cells": domain.num_cells_global(),
                         "dofs": disc.V.dofmap.index_map.size_global * disc.n,
@@ -194,9 +195,12 @@ def run(cfg: Config, outdir: str | Path, comm: MPI.Comm = MPI.COMM_WORLD,
             dts = (dts + [dt])[-3:]
             disc.u_nm1.x.array[:] = disc.u_n.x.array
             disc.u_n.x.array[:] = disc.u.x.array
-            if couplings.end_step(t_prev, t, milestones.tol):  # a fraction: restart history
-                hist, dts = [disc.u.x.array[:nloc].copy()], []
+            couplings.accept()
             last = record_row(t)
+            if couplings.apply_fractions(t_prev, t, milestones.tol):
+                # radiotherapy: the state jumps (a second row at t); restart the history
+                hist, dts = [disc.u.x.array[:nloc].copy()], []
+                last = record_row(t)
             if milestones.hit(t, out_every, tc.start):
                 writer.write(t)
             if bar is not None:

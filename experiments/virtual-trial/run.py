@@ -8,7 +8,11 @@ the circulating cells and each drug's target.
 Every tumour of the cohort (parameters drawn by Latin hypercube within the ranges of the
 cohort experiment) is run once per arm; treatment starts on day 14 (day 4 at size small)
 with each drug's standard regimen (docs/model.md).  Effect sizes are ratios treated /
-control of the same tumour, summarised over the cohort by their geometric mean and range.
+control of the same tumour, summarised over the cohort by their geometric mean and range:
+burdens and circulating cells at the end of follow-up, and each drug's pharmacodynamic
+target (vessel density, CAF density, M2 share) as its mean over the drug's course, from
+the first dose to one dosing interval after the last (on treatment).  ``--reuse`` redraws
+figures and tables from the runs of a previous call.
 """
 
 import json
@@ -19,7 +23,8 @@ from mpi4py import MPI
 import numpy as np
 from scipy.stats import qmc
 
-from tumorpde.study import Variant, experiment_setup, run_variants
+from tumorpde.config import check, find_config, load
+from tumorpde.study import Variant, experiment_setup, read_series, run_variants
 
 SCENARIO = "tme-metastasis"
 # resolution of each size for this scenario (two organs side by side: 5.5 mm x 3 mm)
@@ -44,7 +49,8 @@ ARMS = {
     # depleting suppressive macrophages to release T cells (Zhu et al., Cancer Res 74:5057, 2014)
     "csf1r_inhibitor+checkpoint_inhibitor": ["csf1r_inhibitor", "checkpoint_inhibitor"],
 }
-# the quantity each drug acts on, and the direction it should move
+# the quantity each drug acts on (all should fall); markers are averaged over the drug's
+# course (on treatment), burdens taken at the end of follow-up
 TARGETS = {
     "anti_vegf": "vessel_density_tumor",
     "tgfb_inhibitor": "caf_density_tumor",
@@ -53,6 +59,7 @@ TARGETS = {
     "chemotherapy": "primary_burden",
     "radiotherapy": "primary_burden",
 }
+MARKERS = {"vessel_density_tumor", "caf_density_tumor", "m2_share"}
 # parameter: (low, high, unit), the ranges of experiments/cohort
 RANGES = {
     "rho_tumor": (0.1, 0.3, "1/day"),
@@ -66,7 +73,8 @@ OUTCOMES = ["primary_burden", "metastatic_burden", "ctc_released", "seeded_cells
 args, out, runs = experiment_setup(__file__, __doc__, {
     "--samples": {"type": int, "default": 3, "help": "number of virtual tumours"},
     "--seed": {"type": int, "default": 2008, "help": "seed of the Latin hypercube"},
-    "--arms": {"default": ",".join(ARMS), "help": "comma-separated arms (default: all)"}})
+    "--arms": {"default": ",".join(ARMS), "help": "comma-separated arms (default: all)"},
+    "--reuse": {"action": "store_true", "help": "use the runs of a previous call (same options)"}})
 comm = MPI.COMM_WORLD
 arms = [a for a in args.arms.split(",") if a]
 unknown = [a for a in arms if a not in ARMS]
@@ -88,7 +96,30 @@ for arm in arms:
         sets = [f'parameters.{n}.value="{v:.6g} {RANGES[n][2]}"'
                 for n, v in zip(names, row, strict=True)]
         variants.append(Variant(f"{arm}/tumour-{i}", set=[*sets, f"therapy=[{therapy}]"]))
-res = run_variants(SCENARIO, variants, runs, args.size, MESH[args.size])
+if args.reuse:
+    res = {}
+    for v in variants:
+        series = comm.bcast(read_series(runs / v.name / "observables.csv") if comm.rank == 0
+                            else None, root=0)
+        res[v.name] = {"series": series, "final": {k: c[-1] for k, c in series.items()}}
+else:
+    res = run_variants(SCENARIO, variants, runs, args.size, MESH[args.size])
+t_end = res["control/tumour-0"]["series"]["t"][-1]
+
+
+def course(drug: str) -> tuple[float, float]:
+    """From the first dose to one dosing interval after the last (within follow-up)."""
+    cfg = load(find_config(SCENARIO), [f'therapy=[{{drug = "{drug}", start = {start}}}]'])
+    times = check(cfg).plan.drugs[drug].times
+    gap = float(times[-1] - times[-2]) if times.size > 1 else 1.0
+    return float(times[0]), min(float(times[-1]) + gap, t_end)
+
+
+def window_mean(series: dict, col: str, t0: float, t1: float) -> float:
+    """Time average of a column over [t0, t1] (trapezoidal rule, linear in between rows)."""
+    t = np.asarray(series["t"])
+    pts = np.unique(np.concatenate([[t0, t1], t[(t > t0) & (t < t1)]]))
+    return float(np.trapezoid(np.interp(pts, t, series[col]), pts) / (t1 - t0))
 
 
 def gmean_range(values: list[float]) -> dict[str, float]:
@@ -112,11 +143,19 @@ for arm in arms:
         continue
     entry = {}
     outcomes = list(OUTCOMES)
-    targets = [TARGETS[d] for d in ARMS[arm] if TARGETS[d] not in outcomes]
-    for col in outcomes + targets:
+    for col in outcomes:
         entry[col] = gmean_range([ratio(res[f"{arm}/tumour-{i}"]["final"][col],
                                         res[f"control/tumour-{i}"]["final"][col])
                                   for i in range(args.samples)])
+    for d in ARMS[arm]:
+        col = TARGETS[d]
+        if col in MARKERS:
+            t0, t1 = course(d)
+            entry[col] = gmean_range([
+                ratio(window_mean(res[f"{arm}/tumour-{i}"]["series"], col, t0, t1),
+                      window_mean(res[f"control/tumour-{i}"]["series"], col, t0, t1))
+                for i in range(args.samples)])
+            entry[col]["window"] = [t0, t1]
     entry["targets"] = {d: TARGETS[d] for d in ARMS[arm]}
     summary[arm] = entry
 
@@ -128,11 +167,11 @@ if comm.rank == 0:
 
     cmap = plt.get_cmap("tab10")
     colours = {a: cmap(i % 10) for i, a in enumerate(arms)}
-    panels = [("primary_burden", "primary tumour burden (mm$^2$)", False),
-              ("metastatic_burden", "metastatic burden in the lung (mm$^2$)", True),
-              ("ctc_count", "circulating tumour cells (cells)", True)]
+    panels = [("primary_burden", "primary tumour burden (mm$^2$)", None),
+              ("metastatic_burden", "metastatic burden in the lung (mm$^2$)", 1e-5),
+              ("ctc_count", "circulating tumour cells (cells)", 1e-2)]
     fig, axes = plt.subplots(1, len(panels), figsize=(15, 4.6))
-    for ax, (col, label, logy) in zip(axes, panels, strict=True):
+    for ax, (col, label, floor) in zip(axes, panels, strict=True):
         for arm in arms:
             series = [res[f"{arm}/tumour-{i}"]["series"] for i in range(args.samples)]
             t = np.asarray(series[0]["t"])
@@ -140,8 +179,9 @@ if comm.rank == 0:
             ax.plot(t, mean, lw=2.2 if "+" in arm or arm == "control" else 1.6,
                     ls="--" if "+" in arm else "-", color=colours[arm], label=arm)
         ax.axvline(start, color="0.6", lw=0.8, ls=":")
-        if logy:
-            ax.set_yscale("symlog", linthresh=1e-4 if col != "ctc_count" else 1e-2)
+        if floor is not None:  # log scale from a floor (the curves start at 0)
+            ax.set_yscale("log")
+            ax.set_ylim(bottom=floor)
         ax.set_title(label, fontsize=10)
         ax.set_xlabel("time (day)")
         ax.grid(alpha=0.3)
@@ -180,9 +220,12 @@ if comm.rank == 0:
              "<!-- generated by experiments/virtual-trial/run.py -->", "",
              f"Scenario `{SCENARIO}` at size `{args.size}`, {args.samples} virtual tumours, "
              f"treatment from day {start:g}, follow-up to day "
-             f"{res['control/tumour-0']['series']['t'][-1]:g}. Each entry is the geometric "
-             "mean over the cohort of treated / control for the same tumour at the end of "
-             "follow-up (range in brackets); below 1 means lower than without treatment.", "",
+             f"{t_end:g}. Each entry is the geometric mean over the cohort of treated / control "
+             "for the same tumour (range in brackets); below 1 means lower than without "
+             "treatment. Burdens, circulating cells released and cells seeded in the lung are "
+             "taken at the end of follow-up; the markers a drug targets (vessel density in the "
+             "tumour, CAF density in the tumour, M2 share of macrophages) are averaged over the "
+             "drug's course (days in brackets), i.e. measured on treatment.", "",
              "| arm | primary burden | metastatic burden | CTCs released | cells seeded | "
              "target: ratio |", "|---|---|---|---|---|---|"]
 
@@ -191,7 +234,9 @@ if comm.rank == 0:
 
     for arm in treated:
         e = summary[arm]
-        tgt = "; ".join(f"{d} -> {c}: {e[c]['ratio']:.3g}" for d, c in e["targets"].items())
+        tgt = "; ".join(f"{d} -> {c}: {e[c]['ratio']:.3g}" +
+                        (" (days {:g}-{:g})".format(*e[c]["window"]) if "window" in e[c] else "")
+                        for d, c in e["targets"].items())
         lines.append(f"| {arm} | {cell(e['primary_burden'])} | {cell(e['metastatic_burden'])} | "
                      f"{cell(e['ctc_released'])} | {cell(e['seeded_cells'])} | {tgt} |")
     control = [res[f"control/tumour-{i}"]["final"] for i in range(args.samples)]
