@@ -238,3 +238,37 @@ def test_scalar_state_restores_a_run_in_progress():
     other = check(load_dict(interval(scalars={"q": {}})))
     with pytest.raises(ConfigError, match="checkpoint"):
         ScalarSystem(other).restore(a.state())
+
+
+@pytest.mark.subprocess
+def test_resume_with_scalars_and_fractions_equals_the_uninterrupted_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tumorpde.tomlio import dumps
+
+    data = interval(drugs=DRUGS, therapy=[{"drug": "pill", "start": 0.3},
+                                          {"drug": "beam", "start": 0.9, "every": 0.8,
+                                           "doses": 3}],
+                    scalars={"c": {"reaction": "I_u - 2*c + pill"}},
+                    observables={"I_u": "u"}, output={"checkpoint_every": 0.5})
+    data["species"]["u"]["reaction"] = "0.5*u*(1 - u) - 0.1*pill*u + 0.05*c"
+    data["time"].update(scheme="bdf2", dt=0.1, end=3.0, output_every=0.5)
+    (tmp_path / "m.toml").write_text(dumps(data))
+    cli = [sys.executable, "-m", "tumorpde"]
+    ref = subprocess.run([*cli, "run", "m.toml", "-q", "-o", "ref"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    env = dict(os.environ, TUMORPDE_FAULT_INJECTION="0:17")  # fails after step 17 (t ~ 1.6)
+    bad = subprocess.run([*cli, "run", "m.toml", "-q", "-o", "cut"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and (tmp_path / "cut" / "checkpoint.h5").exists()
+    res = subprocess.run([*cli, "resume", "cut", "-q"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    a = read_csv(tmp_path / "ref" / "observables.csv")
+    b = read_csv(tmp_path / "cut" / "observables.csv")
+    assert list(a) == list(b) and len(a["t"]) == len(b["t"])
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-10, atol=1e-14, err_msg=k)

@@ -21,10 +21,10 @@
   the next scalar step.
 
 The therapy plan is a pure function of the time and the config; the only state is the
-scalars' (:meth:`Couplings.state`, :meth:`Couplings.restore` for checkpoints; the
-observables that drive the scalars are recomputed from the restored fields by the
-first row written after a restart).  Fractions at the start time are applied by
-:meth:`Couplings.start`, which a restarted run must not call again.
+scalars' (:meth:`Couplings.state` goes into checkpoints; :meth:`Couplings.resume`
+restores it and recomputes, from the restored fields, the observables that drive the
+scalars).  Fractions at the start time are applied by :meth:`Couplings.start`, which a
+resumed run does not call again.
 """
 
 from __future__ import annotations
@@ -186,12 +186,26 @@ class Couplings:
                 "fractions_given": self.fractions_given}
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Continue from :meth:`state`."""
+        """Set the state saved by :meth:`state` (see also :meth:`resume`)."""
         if self.scalars is not None and state.get("scalars") is not None:
             self.scalars.restore(state["scalars"])
             for name, v in zip(self.scalars.names, self.scalars.values, strict=True):
                 self.disc.constants[name].value = v
         self.fractions_given = int(state.get("fractions_given", 0))
+
+    def resume(self, state: dict[str, Any], t: float, dt_prev: float | None) -> None:
+        """Continue a restarted run at time ``t`` from :meth:`state`.
+
+        Restores the scalars, sets the drug levels of the step that ended at ``t`` and
+        recomputes the observables that drive the next scalar step, so that the run goes on
+        exactly as if it had not stopped.
+        """
+        self.restore(state)
+        if self.plan is not None:
+            t0 = t - dt_prev if dt_prev else t
+            for name, v in self.plan.mean_levels(t0, t).items():
+                self.disc.constants[name].value = v
+        self.row(t, self.disc.observables())
 
     def summary(self) -> dict[str, Any]:
         """Counters for ``run.json``."""

@@ -277,6 +277,11 @@ def _remove_cells(domain: Domain, condition: str) -> Domain:
     smap = sub.topology.index_map(tdim)
     sub_cells = np.arange(smap.size_local + smap.num_ghosts, dtype=np.int32)
     parent = cell_map.sub_topology_to_topology(sub_cells, inverse=False)
+    # keep the parent's input numbering of cells (outputs are written in it, so that they do
+    # not depend on the number of ranks); the geometry keeps its input node indices already
+    original = np.asarray(m.topology.original_cell_index, dtype=np.int64)
+    if original.size >= ncells:
+        sub.topology._cpp_object.original_cell_index = np.ascontiguousarray(original[parent])
     cell_tags = None
     if domain.cell_tags is not None:
         values = np.zeros(ncells, dtype=np.int32)
