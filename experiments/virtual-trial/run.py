@@ -115,11 +115,24 @@ def course(drug: str) -> tuple[float, float]:
     return float(times[0]), min(float(times[-1]) + gap, t_end)
 
 
+def _distinct(t: list[float], v: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows with distinct times (the last of rows that share one)."""
+    t, v = np.asarray(t), np.asarray(v)
+    keep = np.r_[t[1:] != t[:-1], True]
+    return t[keep], v[keep]
+
+
 def window_mean(series: dict, col: str, t0: float, t1: float) -> float:
     """Time average of a column over [t0, t1] (trapezoidal rule, linear in between rows)."""
     t = np.asarray(series["t"])
-    pts = np.unique(np.concatenate([[t0, t1], t[(t > t0) & (t < t1)]]))
-    return float(np.trapezoid(np.interp(pts, t, series[col]), pts) / (t1 - t0))
+    v = np.asarray(series[col])
+    inside = (t >= t0) & (t <= t1)
+    ts, vs = t[inside], v[inside]  # rows in the window (a fraction's two rows: a jump)
+    if ts.size == 0 or ts[0] > t0:
+        ts, vs = np.r_[t0, ts], np.r_[np.interp(t0, *_distinct(t, v)), vs]
+    if ts[-1] < t1:
+        ts, vs = np.r_[ts, t1], np.r_[vs, np.interp(t1, *_distinct(t, v))]
+    return float(np.trapezoid(vs, ts) / (t1 - t0))
 
 
 def gmean_range(values: list[float]) -> dict[str, float]:
@@ -175,7 +188,10 @@ if comm.rank == 0:
         for arm in arms:
             series = [res[f"{arm}/tumour-{i}"]["series"] for i in range(args.samples)]
             t = np.asarray(series[0]["t"])
-            mean = np.mean([np.interp(t, s["t"], s[col]) for s in series], axis=0)
+            if all(np.array_equal(s["t"], t) for s in series):  # the same steps: rows match
+                mean = np.mean([s[col] for s in series], axis=0)
+            else:  # (a fraction's two rows share a time: interpolate between distinct times)
+                mean = np.mean([np.interp(t, *_distinct(s["t"], s[col])) for s in series], axis=0)
             ax.plot(t, mean, lw=2.2 if "+" in arm or arm == "control" else 1.6,
                     ls="--" if "+" in arm else "-", color=colours[arm], label=arm)
         ax.axvline(start, color="0.6", lw=0.8, ls=":")
