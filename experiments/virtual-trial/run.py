@@ -218,7 +218,8 @@ if comm.rank == 0:
         lo_ = np.array([summary[a][col]["min"] for a in treated])
         hi_ = np.array([summary[a][col]["max"] for a in treated])
         y = np.log2(np.maximum(g, 1e-6))
-        err = [y - np.log2(np.maximum(lo_, 1e-6)), np.log2(np.maximum(hi_, 1e-6)) - y]
+        err = np.maximum([y - np.log2(np.maximum(lo_, 1e-6)),
+                          np.log2(np.maximum(hi_, 1e-6)) - y], 0.0)  # (rounding)
         ax.bar(x + (j - 1) * width, y, width, yerr=err, capsize=2, label=col.replace("_", " "))
     ax.axhline(0, color="k", lw=0.8)
     ax.set_xticks(x, [a.replace("+", "+\n") for a in treated], fontsize=7, rotation=30,
