@@ -23,7 +23,7 @@ RESULT_TAG = "TUMORPDE-RESULT "
 
 
 def _fmt_time(t):
-    return ("%.6g" % t).replace("+", "")
+    return f"{t:.6g}".replace("+", "")
 
 
 def _lut(pv, field, preset, lo, hi):
@@ -121,8 +121,8 @@ def main(job_path):
         display = pv.Show(line, view)
         display.UseIndexForXAxis = 0
         display.XArrayName = "arc_length"
-        x0 = "x" if bounds[0] == 0 else "x - %g" % bounds[0]
-        view.BottomAxisTitle = "%s (%s)" % (x0, job["length_unit"]) if job["length_unit"] else x0
+        x0 = "x" if bounds[0] == 0 else f"x - {bounds[0]:g}"
+        view.BottomAxisTitle = f"{x0} ({job['length_unit']})" if job["length_unit"] else x0
         if "ShowLegend" in set(view.ListProperties()):
             view.ShowLegend = 0
         view.ViewTime = times[-1]
@@ -136,7 +136,7 @@ def main(job_path):
             view.LeftAxisRangeMinimum = lo - pad
             view.LeftAxisRangeMaximum = hi + pad
             view.LeftAxisTitle = field
-            view.ChartTitle = "%s   t = %s %s" % (field, _fmt_time(t), unit)
+            view.ChartTitle = f"{field}   t = {_fmt_time(t)} {unit}"
             pv.SaveScreenshot(path, view, ImageResolution=[width, height])
     else:
         view = pv.CreateView("RenderView")
@@ -199,7 +199,7 @@ def main(job_path):
     outdir = job["outdir"]
     for f in fields:
         for t in job["times"]:
-            path = os.path.join(outdir, "%s_t%s.png" % (f, _fmt_time(t)))
+            path = os.path.join(outdir, f"{f}_t{_fmt_time(t)}.png")
             shoot(f, t, path)
             images.append(path)
         if job["animate"]:
@@ -207,7 +207,7 @@ def main(job_path):
             os.makedirs(fdir, exist_ok=True)
             frames[f] = []
             for i, t in enumerate(times):
-                path = os.path.join(fdir, "%05d.png" % i)
+                path = os.path.join(fdir, f"{i:05d}.png")
                 shoot(f, t, path)
                 frames[f].append(path)
 
