@@ -39,8 +39,10 @@ def read_observables(rundir: Path) -> dict[str, list[float]]:
         raise ConfigError("", f"{rundir} has no observables.csv (not the output directory of "
                               "`tumorpde run`?)")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.reader(f) if r]
+        text = path.read_text(encoding="utf-8")
+        if text and not text.endswith("\n"):  # a row still being written by a running job
+            text = text[:text.rfind("\n") + 1]
+        rows = [r for r in csv.reader(text.splitlines()) if r]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError("", f"cannot read {path}: {exc}") from None
     if not rows or rows[0][:1] != ["t"]:
@@ -51,8 +53,6 @@ def read_observables(rundir: Path) -> dict[str, list[float]]:
     cols: dict[str, list[float]] = {h: [] for h in header}
     for i, r in enumerate(body, start=2):
         if len(r) != len(header):
-            if i == len(body) + 1:  # a row being written by a running job
-                break
             raise ConfigError("", f"{path}, line {i}: {len(r)} values for {len(header)} columns")
         try:
             for h, v in zip(header, r, strict=True):

@@ -8,8 +8,8 @@ no MPI launcher variables of ours) and reads back what ParaView saw and wrote.
 
 ``pvbatch`` is found as, in this order: the ``pvbatch`` argument (``--pvbatch``),
 the ``TUMORPDE_PVBATCH`` environment variable, ``pvbatch`` on ``PATH``.  Without a
-display (no ``DISPLAY``), a ParaView built for X11 needs a virtual one: ``xvfb-run -a``
-is put in front when it is installed.
+display (no ``DISPLAY``), a ParaView built for X11 needs a virtual one: a private
+``Xvfb`` server is started for the render when ``Xvfb`` is installed.
 
 Outputs (in ``DIR/render`` unless told otherwise):
 
@@ -22,15 +22,20 @@ Outputs (in ``DIR/render`` unless told otherwise):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
+import secrets
+import select
 import shutil
+import struct
 import subprocess
 import tempfile
+import time
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +43,7 @@ from typing import Any
 from tumorpde.errors import ConfigError, ToolError
 
 __all__ = ["FieldsInfo", "RenderResult", "read_fields_xdmf", "find_pvbatch", "clean_environment",
-           "render", "colormap", "PVBATCH_ENV"]
+           "virtual_display", "render", "colormap", "PVBATCH_ENV"]
 
 #: environment variable naming the pvbatch executable
 PVBATCH_ENV = "TUMORPDE_PVBATCH"
@@ -152,7 +157,7 @@ def colormap(name: str) -> str:
 
 
 def find_pvbatch(pvbatch: str | None = None) -> list[str]:
-    """The command that starts ParaView's ``pvbatch`` (with ``xvfb-run -a`` if needed).
+    """The command that starts ParaView's ``pvbatch``.
 
     Args:
         pvbatch: Executable given by the user (``--pvbatch``); otherwise
@@ -174,12 +179,64 @@ def find_pvbatch(pvbatch: str | None = None) -> list[str]:
         raise ConfigError("", "ParaView's pvbatch not found: install ParaView (e.g. `apt install "
                               "paraview python3-paraview`), or give its path with --pvbatch or "
                               f"{PVBATCH_ENV}")
-    cmd = [exe]
-    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
-        xvfb = shutil.which("xvfb-run")
-        if xvfb:
-            cmd = [xvfb, "-a"] + cmd
-    return cmd
+    return [exe]
+
+
+def _xauthority(path: Path) -> None:
+    """Write an X authority file with one random cookie valid for any display number."""
+    def field(b: bytes) -> bytes:
+        return struct.pack(">H", len(b)) + b
+
+    entry = (struct.pack(">H", 0xFFFF) + field(b"") + field(b"") + field(b"MIT-MAGIC-COOKIE-1")
+             + field(secrets.token_bytes(16)))
+    path.write_bytes(entry)
+    path.chmod(0o600)
+
+
+@contextlib.contextmanager
+def virtual_display(tmp: Path, timeout: float = 30.0) -> Iterator[dict[str, str]]:
+    """Environment for ParaView: the current display, or a private ``Xvfb`` server.
+
+    Without ``DISPLAY``, and with ``Xvfb`` installed, starts ``Xvfb`` on a free display
+    (``-displayfd``: no race for display numbers) with its own cookie, and stops it
+    afterwards.  Without either, ParaView is started as it is (an EGL or OSMesa build
+    renders without a display).
+    """
+    env = clean_environment()
+    xvfb = shutil.which("Xvfb")
+    if env.get("DISPLAY") or env.get("WAYLAND_DISPLAY") or xvfb is None:
+        yield env
+        return
+    auth = tmp / "Xauthority"
+    _xauthority(auth)
+    rfd, wfd = os.pipe()
+    proc = subprocess.Popen([xvfb, "-displayfd", str(wfd), "-auth", str(auth), "-nolisten", "tcp",
+                             "-screen", "0", "1600x1200x24"], pass_fds=(wfd,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    os.close(wfd)
+    try:
+        number = b""
+        deadline = time.monotonic() + timeout
+        while not number.endswith(b"\n"):
+            ready, _, _ = select.select([rfd], [], [], max(0.0, deadline - time.monotonic()))
+            chunk = os.read(rfd, 64) if ready else b""
+            if not chunk:
+                err = proc.stderr.read().decode(errors="replace") if proc.poll() is not None else ""
+                raise ToolError(f"cannot start a virtual display (Xvfb): {_last_error(err)}")
+            number += chunk
+        env["DISPLAY"] = f":{int(number)}"
+        env["XAUTHORITY"] = str(auth)
+        yield env
+    finally:
+        os.close(rfd)
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def clean_environment(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -289,8 +346,9 @@ def render(rundir: str | Path, fields: Sequence[str] | None = None, time: float 
         job_path = Path(tmp) / "job.json"
         job_path.write_text(json.dumps(job))
         try:
-            proc = subprocess.run(cmd + [str(script), str(job_path)], capture_output=True, text=True,
-                                  env=clean_environment(), timeout=timeout, cwd=tmp)
+            with virtual_display(Path(tmp)) as env:
+                proc = subprocess.run(cmd + [str(script), str(job_path)], capture_output=True,
+                                      text=True, env=env, timeout=timeout, cwd=tmp)
         except subprocess.TimeoutExpired:
             raise ToolError(f"pvbatch did not finish within {timeout:g} s") from None
         except OSError as exc:

@@ -200,8 +200,6 @@ def _write(rundir: Path, out: Path, fmt: str, assets: Path, run: dict[str, Any],
     except OSError as exc:
         raise ConfigError("--output", f"cannot create {assets}: {exc.strerror}") from None
     result = ReportResult(out)
-    result.figures = plot(rundir, assets / "plots")
-
     if snapshots:
         from tumorpde.render import find_pvbatch, render
 
@@ -211,6 +209,8 @@ def _write(rundir: Path, out: Path, fmt: str, assets: Path, run: dict[str, Any],
             if pvbatch:
                 raise
             result.note = f"no ParaView snapshots: {exc.message}"
+    result.figures = plot(rundir, assets / "plots")
+    if snapshots:
         if not result.note:
             if not (rundir / "fields.xdmf").is_file():
                 result.note = "no ParaView snapshots: the run wrote no fields.xdmf"
