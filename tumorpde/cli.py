@@ -108,6 +108,24 @@ def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--no-snapshots", action="store_true", help="no ParaView snapshots")
     rp.add_argument("--pvbatch", metavar="PATH",
                     help="ParaView's pvbatch (default: $TUMORPDE_PVBATCH, then PATH)")
+    # --- tumorpde mesh NAME (tumorpde/meshgen.py)
+    m = sub.add_parser("mesh", help="generate a bundled geometry or .geo file, or import a mesh "
+                       "file, as .msh with named regions and boundaries")
+    m.add_argument("name", metavar="NAME", nargs="?",
+                   help="bundled geometry (--list), gmsh .geo file, or mesh file (meshio formats)")
+    m.add_argument("-o", "--output", metavar="FILE", help="the .msh to write (default NAME.msh)")
+    m.add_argument("--list", action="store_true", help="list the bundled geometries and their "
+                   "parameters")
+    m.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                   help="a parameter of the .geo source (repeatable)")
+    m.add_argument("--region", action="append", default=[], metavar="TAG=NAME",
+                   help="name a cell tag of an imported mesh (repeatable)")
+    m.add_argument("--boundary", action="append", default=[], metavar="TAG=NAME",
+                   help="name a facet tag of an imported mesh (repeatable)")
+    m.add_argument("--outer", metavar="NAME",
+                   help="name the boundary facets an imported mesh leaves untagged")
+    m.add_argument("--tag-data", metavar="KEY", help="cell data of an imported mesh that holds the "
+                   "tags (default: gmsh:physical, medit:ref, cell_tags, ...)")
 
 
 def _on_root(command: str, work: Callable[[], list[str]]) -> int:
@@ -158,6 +176,21 @@ def _cmd_tool(args: argparse.Namespace) -> int:
         def work() -> list[str]:
             res = report(args.dir, args.output, not args.no_snapshots, args.pvbatch)
             return ([f"tumorpde: {res.note}"] if res.note else []) + [f"tumorpde: wrote {res.path}"]
+        return _on_root(args.command, work)
+    if args.command == "mesh":
+        from tumorpde import meshgen
+
+        def work() -> list[str]:
+            if args.list:
+                return [f"{name:<15} {path}\n{'':<15} parameters: " + ", ".join(
+                        f"{k}={v}" for k, v in meshgen.geo_parameters(path).items())
+                        for name, path in meshgen.bundled().items()]
+            if not args.name:
+                raise ConfigError("", "give a NAME (a bundled geometry, .geo or mesh file) or "
+                                      "--list")
+            res = meshgen.make_mesh(args.name, args.output, args.set, args.region, args.boundary,
+                                    args.outer, args.tag_data)
+            return [f"tumorpde: {res.line()}"]
         return _on_root(args.command, work)
     raise AssertionError(args.command)  # pragma: no cover
 
