@@ -126,6 +126,29 @@ def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
                    help="name the boundary facets an imported mesh leaves untagged")
     m.add_argument("--tag-data", metavar="KEY", help="cell data of an imported mesh that holds the "
                    "tags (default: gmsh:physical, medit:ref, cell_tags, ...)")
+    # --- tumorpde sweep CONFIG (tumorpde/sweep.py)
+    sw = sub.add_parser("sweep", help="run an ensemble over varied config values and compute "
+                        "sensitivity indices (SALib)")
+    sw.add_argument("config", help="TOML file, or the name of a bundled example")
+    sw.add_argument("--vary", action="append", default=[], metavar="KEY=LOW:HIGH",
+                    help="a varied value: dotted key, range in the value's units (or append one: "
+                    "'KEY=LOW:HIGH UNIT'); KEY alone uses the parameter's range (repeatable)")
+    sw.add_argument("--samples", type=int, required=True, metavar="N",
+                    help="lhs: N runs; sobol: N (a power of 2) x (keys + 2) runs; morris: N "
+                    "trajectories, N x (keys + 1) runs")
+    sw.add_argument("--method", default="lhs", choices=["lhs", "sobol", "morris"])
+    sw.add_argument("-o", "--output", metavar="DIR", help="default out/sweep-NAME")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value in every member (repeatable)")
+    sw.add_argument("--knockout", action="append", default=[], metavar="SPECIES")
+    sw.add_argument("--observable", action="append", default=[], metavar="NAME",
+                    help="observables in the figure (default: the config's [observables])")
+    sw.add_argument("--seed", type=int, default=0, help="seed of the sample and the bootstrap")
+    sw.add_argument("-j", "--jobs", type=int, default=1,
+                    help="members run at a time as processes (without mpiexec)")
+    sw.add_argument("--ranks-per-member", type=int, default=1, metavar="K",
+                    help="under mpiexec: MPI ranks per member (default 1)")
+    sw.add_argument("--debug", action="store_true")
 
 
 def _on_root(command: str, work: Callable[[], list[str]]) -> int:
@@ -192,6 +215,22 @@ def _cmd_tool(args: argparse.Namespace) -> int:
                                     args.outer, args.tag_data)
             return [f"tumorpde: {res.line()}"]
         return _on_root(args.command, work)
+    if args.command == "sweep":
+        from tumorpde.sweep import sweep
+
+        res = sweep(args.config, args.vary, args.samples, args.method, args.output, args.set,
+                    args.knockout, args.observable, args.seed, args.jobs, args.ranks_per_member)
+        if _rank() != 0:
+            return 0
+        if res.failed:
+            first = res.failed[0]
+            _say(f"tumorpde: sweep failed: {len(res.failed)} of {len(res.members)} members failed "
+                 f"(member {first.index}: {first.message}); see {res.outdir / 'results.csv'}",
+                 err=True)
+            return EXIT_FAILED
+        _say(f"tumorpde: sweep of {len(res.members)} members -> {res.outdir} "
+             f"({', '.join(p.name for p in res.files)})")
+        return 0
     raise AssertionError(args.command)  # pragma: no cover
 
 
