@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.subprocess
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = sorted((ROOT / "docker").glob("Dockerfile*"))
 SCRIPTS = [ROOT / "docker" / "install.sh", ROOT / "docker" / "smoke.sh",

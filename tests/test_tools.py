@@ -28,6 +28,21 @@ SPECIES = {"tumor", "csc", "fibroblast", "caf", "ecm", "mmp", "tgfb", "vegf", "o
            "lymphatic", "m1", "m2", "tcell", "ifng"}
 
 
+LOAD_STATE = """
+import json, sys
+from paraview import simple as pv
+pv.LoadState(sys.argv[1])
+reader = pv.FindSource("fields.xdmf")
+view = pv.GetActiveViewOrCreate("RenderView")
+rep = pv.GetDisplayProperties(reader, view)
+name = rep.ColorArrayName[1]
+lut = pv.GetColorTransferFunction(name)
+pts = lut.RGBPoints
+print("STATE " + json.dumps({"arrays": list(reader.PointData.keys()), "colored_by": name,
+                             "range": [pts[0], pts[-4]]}))
+"""
+
+
 def tumorpde(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
              timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tumorpde", *args], capture_output=True,
@@ -93,10 +108,22 @@ def test_render_tme2d_every_field_with_paraview(tme_run, tmp_path):
         lo, hi = h5_range(tme_run, field)
         assert manifest["ranges"][field] == pytest.approx([lo, hi], rel=1e-6, abs=1e-7)
     assert sorted(p.name for p in out.glob("*.png")) == ["oxygen_t2.png", "tumor_t2.png"]
-    # the state file opens the run in ParaView with the same reader
+    # the state file opens the run in ParaView, with the reader and the colour maps
     state = ET.parse(out / "fields.pvsm").getroot()
     xml = ET.tostring(state, encoding="unicode")
     assert "Xdmf3ReaderT" in xml and str((tme_run / "fields.xdmf").resolve()) in xml
+    (tmp_path / "load.py").write_text(LOAD_STATE)
+    from tumorpde.render import find_pvbatch, virtual_display
+
+    with virtual_display(tmp_path) as env:
+        p = subprocess.run(find_pvbatch() + [str(tmp_path / "load.py"), str(out / "fields.pvsm")],
+                           capture_output=True, text=True, env=env, timeout=300)
+    line = [ln for ln in p.stdout.splitlines() if ln.startswith("STATE ")]
+    assert line, p.stdout + p.stderr
+    loaded = json.loads(line[0][6:])
+    assert set(loaded["arrays"]) == SPECIES
+    assert loaded["colored_by"] == "tumor"
+    assert loaded["range"] == pytest.approx(manifest["ranges"]["tumor"], rel=1e-6)
 
 
 def test_render_animation(tme_run, tmp_path):
