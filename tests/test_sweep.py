@@ -131,7 +131,6 @@ def test_sweep_failed_members_exit_1(tmp_path):
     assert not (tmp_path / "sensitivity.json").exists()
 
 
-@pytest.mark.subprocess
 @pytest.mark.parametrize("args, message", [
     (["--vary", "parameters.rhoo=1:2"], "--vary: parameters.rhoo: no such key in parameters"),
     (["--vary", "parameters.rho=2:1"], "--vary: parameters.rho: the range 2:1 must have LOW < HIGH"),
@@ -147,10 +146,26 @@ def test_sweep_failed_members_exit_1(tmp_path):
      "--ranks-per-member: 2 does not divide the 1 MPI ranks"),
 ])
 def test_sweep_bad_input(tmp_path, args, message):
+    """Every input error is found before any member runs (in-process, on one rank)."""
+    from mpi4py import MPI
+
+    from tumorpde.cli import _parser
+    from tumorpde.errors import ConfigError
+    from tumorpde.sweep import sweep
+
     if "--samples" not in args:
         args = [*args, "--samples", "16"]
-    r = tumorpde("sweep", *TINY, *args, "-o", str(tmp_path / "o"))
-    assert r.returncode == 2, r.stderr
-    assert r.stderr.startswith("tumorpde: error: ") and r.stderr.count("\n") == 1, r.stderr
-    assert message in r.stderr
+    a = _parser().parse_args(["sweep", *TINY, *args, "-o", str(tmp_path / "o")])
+    with pytest.raises(ConfigError) as err:
+        sweep(a.config, a.vary, a.samples, a.method, a.output, a.set, a.knockout, a.observable,
+              a.seed, a.jobs, a.ranks_per_member, comm=MPI.COMM_SELF)
+    assert message in f"{err.value.key}: {err.value.message}"
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.subprocess
+def test_sweep_bad_input_is_one_line(tmp_path):
+    r = tumorpde("sweep", *TINY, "--vary", "parameters.rho=2:1", "--samples", "9")
+    assert r.returncode == 2
+    assert r.stderr == ("tumorpde: error: --vary: parameters.rho: the range 2:1 must have "
+                        "LOW < HIGH (finite numbers)\n")
