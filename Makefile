@@ -36,7 +36,7 @@ test-serial: $(STAMP)
 # Library tests again on $(NP) ranks; the CLI tests launch their own mpiexec runs
 # in the serial session, so they are deselected here.
 test-mpi: $(STAMP)
-	$(VENV)/bin/mpiexec -n $(NP) $(PY) -m pytest $(PYTEST_FLAGS) -p no:cacheprovider -m "not convergence and not subprocess"
+	$(VENV)/bin/mpiexec -n $(NP) $(PY) -m pytest $(PYTEST_FLAGS) -p no:cacheprovider -m "not convergence and not subprocess and not serial"
 
 # the long verification studies, then regenerate docs/verification.md and its figures
 verify: $(STAMP)

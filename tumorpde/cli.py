@@ -1,4 +1,4 @@
-"""Command line: ``tumorpde run | check | list | init``.
+"""Command line: ``tumorpde run | resume | check | list | init | doc``.
 
 Bad input ends with exit status 2 and one line ``tumorpde: error: <key>: <problem>``
 on every rank's behalf (printed once, by rank 0); a failed run ends with status 1.
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tumorpde import __version__
 from tumorpde.errors import ConfigError, SolverError, ToolError
+from tumorpde.signals import Interrupted
 
 __all__ = ["main"]
 
@@ -52,6 +53,10 @@ def _parser() -> argparse.ArgumentParser:
                        "parameters with sources, observables)")
     d.add_argument("config")
     d.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    rs = sub.add_parser("resume", help="continue an interrupted run from its last checkpoint")
+    rs.add_argument("directory", metavar="DIR", help="output directory of the run")
+    rs.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings only")
+    rs.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     i = sub.add_parser("init", help="write a bundled example config to a file")
     i.add_argument("name", help="example name (tumorpde list)")
     i.add_argument("path", nargs="?", help="destination (default NAME.toml)")
@@ -348,6 +353,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_resume(args: argparse.Namespace) -> int:
+    from mpi4py import MPI
+
+    from tumorpde.simulation import resume
+
+    outdir = Path(args.directory)
+    res = resume(outdir, MPI.COMM_WORLD, argv=sys.argv, progress=False if args.quiet else None)
+    summary = ", ".join(f"{k}={v:.6g}" for k, v in list(res.observables.items())[:6])
+    _say(f"tumorpde: completed t={res.t:.6g} in {res.steps} steps -> {outdir} ({summary})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tumorpde`` console script."""
     argv = sys.argv[1:] if argv is None else argv
@@ -369,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_check(args)
         if args.command == "doc":
             return _cmd_doc(args)
+        if args.command == "resume":
+            return _cmd_resume(args)
         if args.command in TOOL_COMMANDS:
             return _cmd_tool(args)
         return _cmd_run(args)
@@ -378,6 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     except SolverError as exc:
         _say(f"tumorpde: run failed: {exc}", err=True)
         return EXIT_FAILED
+    except Interrupted as exc:
+        _say(f"tumorpde: interrupted: {exc}", err=True)
+        return exc.exit_status
     except KeyboardInterrupt:
         _say("tumorpde: interrupted", err=True)
         return 130

@@ -375,6 +375,8 @@ def _species(data: Any, key: str) -> Species:
         s.units = _str(d["units"], f"{key}.units")
     if "description" in d:
         s.description = _str(d["description"], f"{key}.description")
+    if "nonnegative" in d:
+        s.nonnegative = _bool(d["nonnegative"], f"{key}.nonnegative")
     if "taxis" in d:
         tx = d["taxis"]
         if isinstance(tx, dict):
@@ -462,9 +464,14 @@ def _time(d: dict[str, Any]) -> Time:
             setattr(t, k, _number(d[k], f"time.{k}"))
     if t.end <= t.start:
         raise ConfigError("time.end", f"must be after time.start ({t.start}), got {t.end}")
-    for k in ("dt", "output_every", "dt_min", "dt_max", "rtol", "atol"):
+    for k in ("dt", "output_every", "dt_min", "dt_max", "rtol", "atol", "negative_tolerance"):
         if k in d:
             setattr(t, k, _number(d[k], f"time.{k}", positive=True))
+    if "max_failures" in d:
+        t.max_failures = _number(d["max_failures"], "time.max_failures", positive=True,
+                                 integer=True)
+        if t.max_failures > 1000:
+            raise ConfigError("time.max_failures", f"at most 1000, got {t.max_failures}")
     if "scheme" in d:
         t.scheme = _str(d["scheme"], "time.scheme", SCHEMES)
     if "adaptive" in d:

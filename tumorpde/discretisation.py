@@ -115,8 +115,10 @@ class Discretisation:
         # the factor `unit_field` (a DG0 function equal to 1) ties constant expressions to the mesh
         # (UFL folds exact zeros, so those become a zero field on the mesh)
         expr = ufl.as_ufl(e) * self.unit_field
-        if _is_zero(expr):
-            expr = 0.0 * ufl.as_ufl(1.0) + (self.unit_field - self.unit_field)
+        if _is_zero(expr):  # keep the shape: a zero vector stays a vector
+            zero = self.unit_field - self.unit_field
+            shape = ufl.shape(expr)
+            expr = ufl.as_vector([zero] * shape[0]) if shape else zero
         return fem.Expression(expr, points, comm=self.comm)
 
     # ------------------------------------------------------------------ symbols

@@ -84,6 +84,9 @@ class Time:
         dt_max: Largest step (default output_every).
         rtol: Relative tolerance of the adaptive error estimate.
         atol: Absolute tolerance of the adaptive error estimate.
+        negative_tolerance: Relative undershoot below zero (of the species' largest
+            magnitude) that rejects a step of a ``nonnegative`` species.
+        max_failures: Consecutive failed attempts of one step before the run stops.
     """
 
     end: float = 1.0
@@ -96,6 +99,8 @@ class Time:
     dt_max: float | None = None
     rtol: float = 1e-3
     atol: float = 1e-6
+    negative_tolerance: float = 1e-3
+    max_failures: int = 10
 
 
 @dataclass
@@ -103,7 +108,8 @@ class Output:
     """``[output]``: what is written.
 
     Attributes:
-        checkpoint_every: Model-time interval of checkpoints (reserved for restart support).
+        checkpoint_every: Model-time interval of checkpoints (default: at every output time);
+            ``tumorpde resume DIR`` continues from the last one.
         fields: Species written to ``fields.xdmf`` (default: all).
         progress: Show a progress bar on rank 0.
     """
@@ -167,6 +173,9 @@ class Species:
         boundary: Boundary name -> :class:`Boundary`.
         units: Units of this species' density (default dimensionless).
         description: Free text.
+        nonnegative: A density or concentration: a step that leaves it below
+            ``-time.negative_tolerance * max|u|`` is rejected and retried with a
+            smaller step.  Set false for fields that may change sign.
     """
 
     diffusion: Coefficient = 0.0
@@ -177,6 +186,7 @@ class Species:
     boundary: dict[str, Boundary] = field(default_factory=dict)
     units: str | None = None
     description: str = ""
+    nonnegative: bool = True
 
 
 @dataclass

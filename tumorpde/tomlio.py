@@ -62,16 +62,16 @@ def dumps(data: dict[str, Any], header: str = "", nonfinite: bool = False) -> st
         lines.append("")
         lines.append("[" + ".".join(_toml_key(p) for p in path) + "]")
         for k, v in table.items():
-            if k not in nested:
+            if k not in nested or not isinstance(v, dict):
                 lines.append(f"{_toml_key(k)} = {_toml_value(v, nonfinite)}")
         for k in nested:
-            if table.get(k):
+            if isinstance(table.get(k), dict) and table[k]:
                 section(path + [k], table[k])
 
     for k, v in data.items():
         if not isinstance(v, dict):
             continue
-        if k == "species":
+        if k == "species" and all(isinstance(s, dict) for s in v.values()):
             for name, s in v.items():
                 section(["species", name], s)
         elif k == "mesh":
