@@ -32,6 +32,10 @@ def import_dolfinx() -> ModuleType:
     global _dolfinx
     if _dolfinx is not None:
         return _dolfinx
+    # h5py first: it bundles its own HDF5, which must be bound before DOLFINx's HDF5 is loaded
+    # (with numba installed, DOLFINx's form compiler imports it, and an h5py imported after
+    # that resolves to the wrong HDF5: "Not a datatype")
+    importlib.import_module("h5py")
     try:  # the wheel must order its MPI ahead of the compiled bindings
         importlib.import_module("dolfinx_solver")
     except ImportError:
