@@ -136,13 +136,10 @@ def test_slurm_template_uses_existing_commands():
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     commands = set(_parser()._subparsers._group_actions[0].choices)
-    # `tumorpde resume DIR` continues an interrupted run from its checkpoints; it comes
-    # with the checkpoint support (docs/cluster.md)
-    commands.add("resume")
     used = set(re.findall(r'"\$\{TUMORPDE\[@\]\}" (\w+)', text))
     assert used == {"check", "run", "resume", "plot", "report"}
     assert used <= commands
-    assert "srun" in text and "#SBATCH --signal=INT@" in text
+    assert "srun" in text and "#SBATCH --signal=TERM@" in text
 
 
 def test_cluster_doc_covers_the_recipes():

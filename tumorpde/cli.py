@@ -227,6 +227,11 @@ def _cmd_tool(args: argparse.Namespace) -> int:
                     args.knockout, args.observable, args.seed, args.jobs, args.ranks_per_member)
         if _rank() != 0:
             return 0
+        if res.interrupted:
+            done = len(res.members) - len(res.failed)
+            _say(f"tumorpde: interrupted: sweep stopped with {done} of {len(res.members)} members "
+                 f"completed; see {res.outdir / 'results.csv'}", err=True)
+            return 130
         if res.failed:
             first = res.failed[0]
             _say(f"tumorpde: sweep failed: {len(res.failed)} of {len(res.members)} members failed "

@@ -108,8 +108,13 @@ class SweepResult:
 
     @property
     def failed(self) -> list[Member]:
-        """Members that did not complete."""
+        """Members that did not complete (failed, interrupted or not run)."""
         return [m for m in self.members if m.status != "completed"]
+
+    @property
+    def interrupted(self) -> bool:
+        """A signal stopped the sweep."""
+        return any(m.status == "interrupted" for m in self.members)
 
 
 def _number_and_unit(value: Any, where: str) -> tuple[float, str]:
@@ -238,6 +243,7 @@ def sensitivity(method: str, varies: Sequence[Vary], X: np.ndarray, Y: np.ndarra
 def _run_inprocess(path: Path, sets: list[str], knockout: list[str], member: Member,
                    varies: Sequence[Vary], rundir: Path, comm: MPI.Comm) -> None:
     from tumorpde.errors import SolverError
+    from tumorpde.signals import Interrupted
     from tumorpde.simulation import run
 
     try:
@@ -248,6 +254,8 @@ def _run_inprocess(path: Path, sets: list[str], knockout: list[str], member: Mem
                 cfg.knockout.append(name)
         res = run(cfg, rundir, comm)
         member.status, member.observables = "completed", dict(res.observables)
+    except Interrupted as exc:  # SIGINT/SIGTERM: the run wrote a checkpoint; stop the group
+        member.status, member.message = "interrupted", str(exc)
     except (ConfigError, SolverError) as exc:
         member.status, member.message = "failed", str(exc)
     except Exception as exc:  # noqa: BLE001 - one member's crash must not end the ensemble
@@ -300,12 +308,24 @@ def _execute(path: Path, sets: list[str], knockout: list[str], members: list[Mem
     color = comm.rank // ranks_per_member
     sub = comm.Split(color, comm.rank)
     try:
+        from tumorpde.signals import StopRequest
+
         mine = members[color::groups]
         every = max(1, math.ceil(len(mine) / 10))
-        for i, m in enumerate(mine):
-            _run_inprocess(path, sets, knockout, m, varies, rundir(m), sub)
-            if comm.rank == 0 and ((i + 1) % every == 0 or i + 1 == len(mine)):
-                log.info("sweep: %d of %d members of the first group done", i + 1, len(mine))
+        # SIGINT/SIGTERM: within a run, the run stops with a checkpoint (status interrupted);
+        # between runs, the group stops before its next member; members not run stay pending
+        with StopRequest(sub) as stop:
+            for i, m in enumerate(mine):
+                _run_inprocess(path, sets, knockout, m, varies, rundir(m), sub)
+                if m.status == "interrupted":
+                    break
+                if stop.requested():
+                    m_next = mine[i + 1] if i + 1 < len(mine) else None
+                    if m_next is not None:
+                        m_next.status, m_next.message = "interrupted", "not started (signal)"
+                    break
+                if comm.rank == 0 and ((i + 1) % every == 0 or i + 1 == len(mine)):
+                    log.info("sweep: %d of %d members of the first group done", i + 1, len(mine))
         local = mine if sub.rank == 0 else []
         gathered = comm.gather(local, root=0)
     finally:
