@@ -169,3 +169,25 @@ def test_sweep_bad_input_is_one_line(tmp_path):
     assert r.returncode == 2
     assert r.stderr == ("tumorpde: error: --vary: parameters.rho: the range 2:1 must have "
                         "LOW < HIGH (finite numbers)\n")
+
+
+@pytest.mark.subprocess
+def test_sweep_stops_on_sigint_with_its_table(tmp_path):
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "tumorpde", "sweep", *TINY, "--vary", "parameters.rho=0.5:1.0",
+           "--samples", "16", "--method", "sobol", "-o", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "runs" / "0002" / "run.json").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "tumorpde: interrupted: sweep stopped with" in err.splitlines()[-1]
+    status = [row["status"] for row in table(tmp_path / "results.csv")]
+    assert len(status) == 48 and status[:2] == ["completed", "completed"]
+    assert status.count("interrupted") == 1 and status[-1] == "pending"
+    assert not (tmp_path / "sensitivity.json").exists()
