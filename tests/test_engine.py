@@ -222,7 +222,8 @@ def _strong_taxis(n: int, taxis: str) -> dict:
         "parameters": {"D": 0.00035, "chi": 0.38},
         "species": {
             "n": {"diffusion": "D", "initial": "exp(-((x-0.2)**2 + (y-0.5)**2)/0.005)",
-                  "taxis": [{"toward": "c", "sensitivity": "chi*n"}]},
+                  "taxis": [{"toward": "c", "sensitivity": "chi*n"}],
+                  "nonnegative": taxis != "galerkin"},  # Galerkin is shown going negative
             "c": {"diffuses": False, "initial": "x**2"},
         },
     }

@@ -30,7 +30,7 @@ from tumorpde.errors import SolverError
 
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 CLI = [sys.executable, "-m", "tumorpde"]
-SMALL = ["--set", "mesh.cells=[10,10]", "--set", "time.end=20", "--set", "time.output_every=2",
+SMALL = ["--set", "mesh.cells=[10,10]", "--set", "time.end=60", "--set", "time.output_every=4",
          "-q"]
 
 

@@ -253,6 +253,9 @@ def manufacture(data: dict[str, Any], exact: dict[str, str], dirichlet: list[str
         raise ConfigError("units", "manufactured solutions are built for configs without [units]")
     out = copy.deepcopy(data)
     species = out.get("species", {})
+    for s in species.values():  # a manufactured solution is any smooth function, not a density
+        if isinstance(s, dict):
+            s.setdefault("nonnegative", False)
     if set(exact) != set(species):
         raise ConfigError("species", f"give an exact solution for every species "
                                      f"({', '.join(species)}); got {', '.join(exact) or 'none'}")
