@@ -273,3 +273,18 @@ def test_checkpoint_round_trip_across_spaces(mpi_tmp):
     np.testing.assert_array_equal(back, values)
     if disc.comm.rank == 0:
         assert state == {"t": 1.5}
+
+
+@pytest.mark.subprocess
+def test_cli_failed_run_exits_1_with_one_line(tmp_path):
+    from tumorpde.tomlio import dumps
+
+    cfg = tmp_path / "fail.toml"
+    cfg.write_text(dumps(failing_config()))
+    p = subprocess.run(CLI + ["run", str(cfg), "-o", str(tmp_path / "o"), "-q"],
+                       capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert p.returncode == 1 and len(lines) == 1, p.stderr
+    assert lines[0].startswith("tumorpde: run failed: step from t=") and "checkpoint" in lines[0]
+    rec = json.loads((tmp_path / "o" / "run.json").read_text())
+    assert rec["status"] == "failed" and (tmp_path / "o" / "checkpoint.h5").exists()
