@@ -10,16 +10,17 @@ STAMP := $(VENV)/.installed
 EXPERIMENTS := stroma-dependence cafs immune-polarisation stem-cell-niche metastatic-potential cohort virtual-trial
 SIZE ?= medium
 
-.PHONY: setup demo test test-serial test-mpi verify verify-quick lint clean docs experiments
+.PHONY: setup demo test test-serial test-mpi verify verify-quick lint clean docs experiments \
+	constraints image-check
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/find-python
+$(STAMP): pyproject.toml constraints.txt scripts/find-python
 	@set -e; if [ ! -x $(PY) ]; then \
 	  py=$$(scripts/find-python); echo "creating $(VENV) with $$py"; \
 	  $$py -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[fenics,test,plot]"
+	$(PY) -m pip install --quiet --constraint constraints.txt -e ".[fenics,test,plot]"
 	$(PY) -c "import tumorpde.compat as c; c.import_dolfinx(); print('tumorpde set up:', c.versions())"
 	@touch $(STAMP)
 
@@ -58,6 +59,20 @@ experiments: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check tumorpde tests
+
+# pin the versions installed in $(VENV) into constraints.txt (after changing dependencies)
+constraints: $(STAMP)
+	@{ sed -n '/^#/p' constraints.txt; echo "pip==$$($(PY) -m pip --version | cut -d' ' -f2)"; \
+	  $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+# the container recipes: hadolint on docker/Dockerfile*, then the image's install steps
+# (docker/install.sh) in a fresh virtual environment and its smoke test (docker/smoke.sh)
+image-check: $(STAMP)
+	$(PY) -m pytest $(PYTEST_FLAGS) tests/test_deploy.py
+	rm -rf build/image-venv
+	PYTHON=$$(scripts/find-python) docker/install.sh build/image-venv .
+	docker/smoke.sh build/image-venv/bin
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache

@@ -217,7 +217,9 @@ def _read_file(cfg: MeshConfig, comm: MPI.Comm) -> Domain:
         regions = _tag_names(ct, comm)
         boundaries = _tag_names(ft, comm)
         return Domain(m, ct, ft, regions, boundaries)
-    raise ConfigError("mesh.file", f"unsupported mesh format {suffix!r} (use .msh or .xdmf)")
+    raise ConfigError("mesh.file", f"unsupported mesh format {suffix!r} (use .msh or .xdmf; "
+                                   f"`tumorpde mesh {path.name} -o {path.stem}.msh` converts "
+                                   "other formats)")
 
 
 def _msh_gdim(path: Path, comm: MPI.Comm) -> int:
