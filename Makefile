@@ -11,7 +11,7 @@ EXPERIMENTS := stroma-dependence cafs immune-polarisation stem-cell-niche metast
 SIZE ?= medium
 
 .PHONY: setup demo test test-serial test-mpi verify verify-quick lint clean docs experiments \
-	constraints image-check
+	constraints image-check bench
 
 setup: $(STAMP)
 
@@ -56,6 +56,12 @@ docs: $(STAMP)
 experiments: $(STAMP)
 	@set -e; for e in $(EXPERIMENTS); do echo "== $$e"; \
 	  $(PY) experiments/$$e/run.py --size $(SIZE); done
+
+# benchmarks (not part of `make test`): writes benchmarks/results.json and results.md, about
+# 10-15 minutes on 2 cores; BENCH_FLAGS=--quick for a few minutes, BIOFVM_DIR=... for BioFVM
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	BIOFVM_DIR="$(BIOFVM_DIR)" $(PY) -m benchmarks.run $(BENCH_FLAGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check tumorpde tests

@@ -46,6 +46,9 @@ import ufl  # noqa: E402
 import ufl.algorithms  # noqa: E402
 from dolfinx import fem  # noqa: E402
 from dolfinx.fem import petsc as fpetsc  # noqa: E402
+from dolfinx.la import InsertMode as _InsertMode  # noqa: E402
+
+_ADD = _InsertMode.add
 
 
 @dataclass
@@ -272,10 +275,17 @@ class Discretisation:
                     bc_specs.append((k, tag, bc["value"], req("value")))
         self.F_ufl = F
         self.F = fem.form(F)
-        self.J = fem.form(ufl.derivative(F, u, ufl.TrialFunction(self.V)))
+        self._J_ufl = ufl.derivative(F, u, ufl.TrialFunction(self.V))  # compiled on first use
         self._setup_bcs(bc_specs)
         self._setup_edge_taxis(edge_terms)
         self._setup_observables()
+
+    @property
+    def J(self) -> Any:
+        """The compiled Jacobian form of the whole blocked space (monolithic strategy only)."""
+        if self.__dict__.get("_J") is None:
+            self.__dict__["_J"] = fem.form(self._J_ufl)
+        return self.__dict__["_J"]
 
     def _setup_bcs(self, bc_specs: list[tuple[int, int, TermSpec, Any]]) -> None:
         mesh = self.domain.mesh
@@ -458,8 +468,23 @@ class Discretisation:
 
     # ------------------------------------------------------------------ observables
     def totals(self) -> list[float]:
-        """MPI-reduced integral of every species."""
-        vals = np.array([fem.assemble_scalar(f) for f in self.total_forms], dtype=float)
+        """MPI-reduced integral of every species.
+
+        For P1 the integral of a nodal function is exactly ``sum_i m_i u_i`` with the lumped
+        mass ``m_i = int phi_i`` (assembled once): one dot product instead of an assembly
+        per species.
+        """
+        if self.degree == 1:
+            if self.__dict__.get("_node_mass") is None:
+                w = fem.Function(self.V0)
+                fem.assemble_vector(w.x.array, fem.form(ufl.TestFunction(self.V0) * ufl.dx))
+                w.x.scatter_reverse(_ADD)
+                self.__dict__["_node_mass"] = w.x.array[: self.V0.dofmap.index_map.size_local].copy()
+            m = self.__dict__["_node_mass"]
+            u = self.u.x.array[: len(m) * self.n].reshape(len(m), self.n)
+            vals = m @ u
+        else:
+            vals = np.array([fem.assemble_scalar(f) for f in self.total_forms], dtype=float)
         out = np.empty_like(vals)
         self.comm.Allreduce(vals, out, op=MPI.SUM)
         return [float(v) for v in out]
