@@ -106,6 +106,11 @@ class Discretisation:
         self.coeffs = [fem.Constant(mesh, PETSc.ScalarType(v)) for v in (1.0, -1.0, 0.0)]
         for name, (value, _unit) in spec.parameters.items():
             self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(value))
+        # drug levels and scalar compartments: set per step by tumorpde.coupling
+        for name in spec.config.drugs:
+            self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(0.0))
+        for name, sc in spec.scalars.items():
+            self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(sc.initial))
         self._indicators = self._region_indicators()
         self._build_forms()
 
@@ -349,6 +354,8 @@ class Discretisation:
         self._observables: dict[str, tuple[str, Any, Any]] = {}
         pts = self.V0.element.interpolation_points
         for name, ob in self.spec.observables.items():
+            if ob.kind == "value":  # global: evaluated by tumorpde.coupling
+                continue
             expr = self.lower(ob.expr, None, self.u)
             if ob.kind == "integral":
                 per = fem.form(self.lower(ob.per, None, self.u) * dx) if ob.per else None
