@@ -24,17 +24,21 @@ __all__ = ["StepSolver", "default_options", "PREFIX"]
 PREFIX = "tumorpde_"
 
 
+# Newton's defaults, shared by every strategy
+NEWTON_OPTIONS: dict[str, Any] = {
+    "snes_type": "newtonls",
+    "snes_linesearch_type": "basic",
+    "snes_rtol": 1e-9,
+    "snes_atol": 1e-11,
+    "snes_stol": 0.0,
+    "snes_max_it": 25,
+    "snes_divergence_tolerance": 1e8,
+}
+
+
 def default_options(gdim: int) -> dict[str, Any]:
     """Default PETSc options (without prefix) for a problem of geometric dimension ``gdim``."""
-    opts: dict[str, Any] = {
-        "snes_type": "newtonls",
-        "snes_linesearch_type": "basic",
-        "snes_rtol": 1e-9,
-        "snes_atol": 1e-11,
-        "snes_stol": 0.0,
-        "snes_max_it": 25,
-        "snes_divergence_tolerance": 1e8,
-    }
+    opts: dict[str, Any] = dict(NEWTON_OPTIONS)
     if gdim <= 2:
         opts.update({"ksp_type": "preonly", "pc_type": "lu",
                      "pc_factor_mat_solver_type": "mumps"})

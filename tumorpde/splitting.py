@@ -60,14 +60,10 @@ def applicable(disc: Any) -> bool:
 
 def default_options(gdim: int) -> dict[str, Any]:
     """Default PETSc options (without prefix) of the split strategy."""
+    from tumorpde.solver import NEWTON_OPTIONS
+
     return {
-        "snes_type": "newtonls",
-        "snes_linesearch_type": "basic",
-        "snes_rtol": 1e-9,
-        "snes_atol": 1e-11,
-        "snes_stol": 0.0,
-        "snes_max_it": 25,
-        "snes_divergence_tolerance": 1e8,
+        **NEWTON_OPTIONS,
         "ksp_type": "gmres",
         "ksp_rtol": 1e-12,  # iterative error far below the values that positivity tests see
         "ksp_atol": 1e-14,
