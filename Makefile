@@ -7,19 +7,20 @@ DEMO  ?= tme-2d
 PYTEST_FLAGS ?= -q
 STAMP := $(VENV)/.installed
 
-EXPERIMENTS := stroma-dependence cafs immune-polarisation stem-cell-niche metastatic-potential cohort
+EXPERIMENTS := stroma-dependence cafs immune-polarisation stem-cell-niche metastatic-potential cohort virtual-trial
 SIZE ?= medium
 
-.PHONY: setup demo test test-serial test-mpi verify verify-quick lint clean docs experiments
+.PHONY: setup demo test test-serial test-mpi verify verify-quick lint clean docs experiments \
+	constraints image-check bench
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/find-python
+$(STAMP): pyproject.toml constraints.txt scripts/find-python
 	@set -e; if [ ! -x $(PY) ]; then \
 	  py=$$(scripts/find-python); echo "creating $(VENV) with $$py"; \
 	  $$py -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[fenics,test,plot]"
+	$(PY) -m pip install --quiet --constraint constraints.txt -e ".[fenics,test,plot]"
 	$(PY) -c "import tumorpde.compat as c; c.import_dolfinx(); print('tumorpde set up:', c.versions())"
 	@touch $(STAMP)
 
@@ -46,17 +47,38 @@ verify: $(STAMP)
 verify-quick: $(STAMP)
 	$(PY) -m tumorpde.verification --quick --out out/verification-quick/verification.md
 
-# regenerate docs/model.md from the model (a test checks it is up to date)
+# regenerate docs/model.md and docs/metastasis.md from the models (tests check they are up to date)
 docs: $(STAMP)
 	$(VENV)/bin/tumorpde doc tme-2d -o docs/model.md
+	$(VENV)/bin/tumorpde doc tme-metastasis -o docs/metastasis.md
 
 # rerun every experiment of experiments/ (figures and results.json); SIZE=full|medium|small
 experiments: $(STAMP)
 	@set -e; for e in $(EXPERIMENTS); do echo "== $$e"; \
 	  $(PY) experiments/$$e/run.py --size $(SIZE); done
 
+# benchmarks (not part of `make test`): writes benchmarks/results.json and results.md, about
+# 10-15 minutes on 2 cores; BENCH_FLAGS=--quick for a few minutes, BIOFVM_DIR=... for BioFVM
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	BIOFVM_DIR="$(BIOFVM_DIR)" $(PY) -m benchmarks.run $(BENCH_FLAGS)
+
 lint: $(STAMP)
 	$(PY) -m ruff check tumorpde tests
+
+# pin the versions installed in $(VENV) into constraints.txt (after changing dependencies)
+constraints: $(STAMP)
+	@{ sed -n '/^#/p' constraints.txt; echo "pip==$$($(PY) -m pip --version | cut -d' ' -f2)"; \
+	  $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+
+# the container recipes: hadolint on docker/Dockerfile*, then the image's install steps
+# (docker/install.sh) in a fresh virtual environment and its smoke test (docker/smoke.sh)
+image-check: $(STAMP)
+	$(PY) -m pytest $(PYTEST_FLAGS) tests/test_deploy.py
+	rm -rf build/image-venv
+	PYTHON=$$(scripts/find-python) docker/install.sh build/image-venv .
+	docker/smoke.sh build/image-venv/bin
 
 clean:
 	rm -rf out build *.egg-info .pytest_cache

@@ -285,7 +285,7 @@ def test_edge_taxis_jacobian_matches_finite_differences(two_signals):
     dx.array[:] = rng.standard_normal(dx.array.size) * 1e-3
     from tumorpde.solver import StepSolver
 
-    solver = StepSolver(disc, {})
+    solver = StepSolver(disc, {"strategy": "monolithic"})  # the split Jacobian: test_splitting.py
     J = solver.A
     disc.jacobian(None, x0, J, J)
     Jd = x0.duplicate()

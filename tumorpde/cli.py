@@ -10,10 +10,11 @@ import argparse
 import logging
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 from tumorpde import __version__
-from tumorpde.errors import ConfigError, SolverError
+from tumorpde.errors import ConfigError, SolverError, ToolError
 from tumorpde.signals import Interrupted
 
 __all__ = ["main"]
@@ -60,7 +61,187 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("name", help="example name (tumorpde list)")
     i.add_argument("path", nargs="?", help="destination (default NAME.toml)")
     i.add_argument("--force", action="store_true", help="overwrite an existing file")
+    _add_tool_parsers(sub)
     return p
+
+
+# ----------------------------------------------------------------------------- tools
+# render, plot, report and mesh work on files, on rank 0 (the other ranks wait for its
+# verdict); sweep runs an ensemble.  Each is implemented in its own module.
+TOOL_COMMANDS = ("render", "plot", "report", "mesh", "sweep")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    return w, h
+
+
+def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
+    # --- tumorpde render DIR (tumorpde/render.py)
+    r = sub.add_parser("render", help="PNG snapshots, animations and a ParaView state file of a "
+                       "run (ParaView's pvbatch)")
+    r.add_argument("dir", metavar="DIR", help="output directory of `tumorpde run`")
+    r.add_argument("--field", action="extend", nargs="+", metavar="NAME",
+                   help="fields to render (default: all)")
+    when = r.add_mutually_exclusive_group()
+    when.add_argument("--time", type=float, metavar="T", help="output time (default: the last)")
+    when.add_argument("--animate", action="store_true",
+                      help="one GIF per field over all output times")
+    r.add_argument("-o", "--output", metavar="OUTDIR", help="default DIR/render")
+    r.add_argument("--size", type=_size, default=(800, 640), metavar="WxH",
+                   help="image size in pixels (default 800x640)")
+    r.add_argument("--fps", type=float, default=4.0, help="frames per second of animations")
+    r.add_argument("--no-state", action="store_true", help="do not write fields.pvsm")
+    r.add_argument("--pvbatch", metavar="PATH",
+                   help="ParaView's pvbatch (default: $TUMORPDE_PVBATCH, then PATH)")
+    # --- tumorpde plot DIR (tumorpde/plot.py)
+    pl = sub.add_parser("plot", help="figures of the observables over time (matplotlib)")
+    pl.add_argument("dir", metavar="DIR", help="output directory of `tumorpde run`")
+    pl.add_argument("-o", "--output", metavar="OUTDIR", help="default DIR/plots")
+    pl.add_argument("--column", action="extend", nargs="+", metavar="NAME",
+                    help="columns of observables.csv to plot (default: all)")
+    pl.add_argument("--format", default="png", choices=["png", "svg", "pdf"])
+    pl.add_argument("--dpi", type=int, default=120)
+    # --- tumorpde report DIR (tumorpde/report.py)
+    rp = sub.add_parser("report", help="one-page HTML or Markdown summary of a run")
+    rp.add_argument("dir", metavar="DIR", help="output directory of `tumorpde run`")
+    rp.add_argument("-o", "--output", metavar="FILE",
+                    help="FILE.html or FILE.md (default DIR/report.html)")
+    rp.add_argument("--no-snapshots", action="store_true", help="no ParaView snapshots")
+    rp.add_argument("--pvbatch", metavar="PATH",
+                    help="ParaView's pvbatch (default: $TUMORPDE_PVBATCH, then PATH)")
+    # --- tumorpde mesh NAME (tumorpde/meshgen.py)
+    m = sub.add_parser("mesh", help="generate a bundled geometry or .geo file, or import a mesh "
+                       "file, as .msh with named regions and boundaries")
+    m.add_argument("name", metavar="NAME", nargs="?",
+                   help="bundled geometry (--list), gmsh .geo file, or mesh file (meshio formats)")
+    m.add_argument("-o", "--output", metavar="FILE", help="the .msh to write (default NAME.msh)")
+    m.add_argument("--list", action="store_true", help="list the bundled geometries and their "
+                   "parameters")
+    m.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                   help="a parameter of the .geo source (repeatable)")
+    m.add_argument("--region", action="append", default=[], metavar="TAG=NAME",
+                   help="name a cell tag of an imported mesh (repeatable)")
+    m.add_argument("--boundary", action="append", default=[], metavar="TAG=NAME",
+                   help="name a facet tag of an imported mesh (repeatable)")
+    m.add_argument("--outer", metavar="NAME",
+                   help="name the boundary facets an imported mesh leaves untagged")
+    m.add_argument("--tag-data", metavar="KEY", help="cell data of an imported mesh that holds the "
+                   "tags (default: gmsh:physical, medit:ref, cell_tags, ...)")
+    # --- tumorpde sweep CONFIG (tumorpde/sweep.py)
+    sw = sub.add_parser("sweep", help="run an ensemble over varied config values and compute "
+                        "sensitivity indices (SALib)")
+    sw.add_argument("config", help="TOML file, or the name of a bundled example")
+    sw.add_argument("--vary", action="append", default=[], metavar="KEY=LOW:HIGH",
+                    help="a varied value: dotted key, range in the value's units (or append one: "
+                    "'KEY=LOW:HIGH UNIT'); KEY alone uses the parameter's range (repeatable)")
+    sw.add_argument("--samples", type=int, required=True, metavar="N",
+                    help="lhs: N runs; sobol: N (a power of 2) x (keys + 2) runs; morris: N "
+                    "trajectories, N x (keys + 1) runs")
+    sw.add_argument("--method", default="lhs", choices=["lhs", "sobol", "morris"])
+    sw.add_argument("-o", "--output", metavar="DIR", help="default out/sweep-NAME")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value in every member (repeatable)")
+    sw.add_argument("--knockout", action="append", default=[], metavar="SPECIES")
+    sw.add_argument("--observable", action="append", default=[], metavar="NAME",
+                    help="observables in the figure (default: the config's [observables])")
+    sw.add_argument("--seed", type=int, default=0, help="seed of the sample and the bootstrap")
+    sw.add_argument("-j", "--jobs", type=int, default=1,
+                    help="members run at a time as processes (without mpiexec)")
+    sw.add_argument("--ranks-per-member", type=int, default=1, metavar="K",
+                    help="under mpiexec: MPI ranks per member (default 1)")
+    sw.add_argument("--debug", action="store_true")
+
+
+def _on_root(command: str, work: Callable[[], list[str]]) -> int:
+    """Run ``work`` on rank 0, print its lines; every rank ends with rank 0's verdict."""
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    verdict: tuple[str, str, str] | None = None
+    lines: list[str] = []
+    if comm.rank == 0:
+        try:
+            lines = work()
+        except ConfigError as exc:
+            verdict = ("config", exc.key, exc.message)
+        except ToolError as exc:
+            verdict = ("tool", "", str(exc))
+    verdict = comm.bcast(verdict, root=0) if comm.size > 1 else verdict
+    if verdict is None:
+        for line in lines:
+            _say(line)
+        return 0
+    if verdict[0] == "config":
+        raise ConfigError(verdict[1], verdict[2])
+    _say(f"tumorpde: {command} failed: {verdict[2]}", err=True)
+    return EXIT_FAILED
+
+
+def _cmd_tool(args: argparse.Namespace) -> int:
+    if args.command == "render":
+        from tumorpde.render import render
+
+        def work() -> list[str]:
+            res = render(args.dir, args.field, args.time, args.animate, args.output, args.pvbatch,
+                         args.size, not args.no_state, args.fps)
+            files = [*res.images, *res.animations.values(), *([res.state] if res.state else [])]
+            return [f"tumorpde: wrote {len(files)} files -> {res.outdir}"]
+        return _on_root(args.command, work)
+    if args.command == "plot":
+        from tumorpde.plot import plot
+
+        def work() -> list[str]:
+            files = plot(args.dir, args.output, args.column, args.format, args.dpi)
+            return [f"tumorpde: wrote {f}" for f in files]
+        return _on_root(args.command, work)
+    if args.command == "report":
+        from tumorpde.report import report
+
+        def work() -> list[str]:
+            res = report(args.dir, args.output, not args.no_snapshots, args.pvbatch)
+            return ([f"tumorpde: {res.note}"] if res.note else []) + [f"tumorpde: wrote {res.path}"]
+        return _on_root(args.command, work)
+    if args.command == "mesh":
+        from tumorpde import meshgen
+
+        def work() -> list[str]:
+            if args.list:
+                return [f"{name:<15} {path}\n{'':<15} parameters: " + ", ".join(
+                        f"{k}={v}" for k, v in meshgen.geo_parameters(path).items())
+                        for name, path in meshgen.bundled().items()]
+            if not args.name:
+                raise ConfigError("", "give a NAME (a bundled geometry, .geo or mesh file) or "
+                                      "--list")
+            res = meshgen.make_mesh(args.name, args.output, args.set, args.region, args.boundary,
+                                    args.outer, args.tag_data)
+            return [f"tumorpde: {res.line()}"]
+        return _on_root(args.command, work)
+    if args.command == "sweep":
+        from tumorpde.sweep import sweep
+
+        res = sweep(args.config, args.vary, args.samples, args.method, args.output, args.set,
+                    args.knockout, args.observable, args.seed, args.jobs, args.ranks_per_member)
+        if _rank() != 0:
+            return 0
+        if res.interrupted:
+            done = len(res.members) - len(res.failed)
+            _say(f"tumorpde: interrupted: sweep stopped with {done} of {len(res.members)} members "
+                 f"completed; see {res.outdir / 'results.csv'}", err=True)
+            return 130
+        if res.failed:
+            first = res.failed[0]
+            _say(f"tumorpde: sweep failed: {len(res.failed)} of {len(res.members)} members failed "
+                 f"(member {first.index}: {first.message}); see {res.outdir / 'results.csv'}",
+                 err=True)
+            return EXIT_FAILED
+        _say(f"tumorpde: sweep of {len(res.members)} members -> {res.outdir} "
+             f"({', '.join(p.name for p in res.files)})")
+        return 0
+    raise AssertionError(args.command)  # pragma: no cover
 
 
 def _rank() -> int:
@@ -212,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_doc(args)
         if args.command == "resume":
             return _cmd_resume(args)
+        if args.command in TOOL_COMMANDS:
+            return _cmd_tool(args)
         return _cmd_run(args)
     except ConfigError as exc:
         _say(f"tumorpde: error: {exc}", err=True)

@@ -303,6 +303,16 @@ def load_dict(data: dict[str, Any]) -> Config:
             if isinstance(v, bool) or not isinstance(v, str | int | float):
                 raise ConfigError(f"definitions.{k}", "expected an expression string")
         cfg.definitions = {k: str(v) for k, v in defs.items()}
+    # scalar compartments, drugs and therapy regimens (tumorpde.compartments, .pharmacology)
+    if "scalars" in data:
+        from tumorpde.compartments import load_scalars
+
+        cfg.scalars = load_scalars(data["scalars"])
+    if "drugs" in data or "therapy" in data:
+        from tumorpde.pharmacology import load_drugs, load_therapies
+
+        cfg.drugs = load_drugs(data.get("drugs", {}))
+        cfg.therapy = load_therapies(data.get("therapy", []))
     if "knockout" in data:
         ko = data["knockout"]
         if not isinstance(ko, list) or not all(isinstance(x, str) for x in ko):
@@ -342,10 +352,10 @@ def _observable(v: Any, key: str) -> Observable:
         return Observable(integral=str(v))
     d = _fields(Observable, _table(v, key), key)
     ob = Observable()
-    kinds = [k for k in ("integral", "maximum", "minimum") if k in d]
+    kinds = [k for k in ("integral", "maximum", "minimum", "value") if k in d]
     if len(kinds) != 1:
-        raise ConfigError(key, "give exactly one of 'integral', 'maximum', 'minimum'")
-    for k in ("integral", "maximum", "minimum", "per"):
+        raise ConfigError(key, "give exactly one of 'integral', 'maximum', 'minimum', 'value'")
+    for k in ("integral", "maximum", "minimum", "value", "per"):
         if k in d:
             val = d[k]
             if isinstance(val, bool) or not isinstance(val, str | int | float):
@@ -453,6 +463,8 @@ def _mesh(d: dict[str, Any]) -> Mesh:
             for k, v in t.items():
                 _str(v, f"mesh.{tab}.{k}")
             setattr(m, tab, dict(t))
+    if "remove" in d:
+        m.remove = _str(d["remove"], "mesh.remove")
     return m
 
 
@@ -562,6 +574,10 @@ class Spec:
     boundaries_used: set[str]
     definitions: dict[str, TermSpec] = field(default_factory=dict)
     dims: dict[str, ex.Dim] | None = field(default=None, repr=False)
+    #: scalar compartments (tumorpde.compartments.ScalarSpec), in declaration order
+    scalars: dict[str, Any] = field(default_factory=dict)
+    #: doses of every drug (tumorpde.pharmacology.TherapyPlan)
+    plan: Any = None
 
     @property
     def has_units(self) -> bool:
@@ -613,14 +629,25 @@ def check(cfg: Config) -> Spec:
     const_syms = set(params)
     definitions: dict[str, TermSpec] = {}
     known = set(names) | set(params)
-    for k, text in cfg.definitions.items():
+    for table, entries in (("scalars", cfg.scalars), ("drugs", cfg.drugs)):
+        for k in entries:
+            if not _NAME.match(k) or k.startswith("__"):
+                raise ConfigError(f"{table}.{k}", "names must be identifiers")
+            if k in reserved or k in known:
+                raise ConfigError(f"{table}.{k}", f"{k!r} is reserved, a species, a parameter, "
+                                                  "a scalar or a drug name")
+            known.add(k)
+    for k in cfg.definitions:
         dk = f"definitions.{k}"
         if not _NAME.match(k) or k.startswith("__"):
             raise ConfigError(dk, "definition names must be identifiers")
         if k in reserved or k in known:
             raise ConfigError(dk, f"{k!r} is reserved, a species or a parameter name")
-        definitions[k] = TermSpec(dk, expr=ex.parse(text, dk, known))
-        known.add(k)
+    parsed = {k: ex.parse(text, f"definitions.{k}", known | set(cfg.definitions))
+              for k, text in cfg.definitions.items()}
+    for k in _dependency_order(parsed):  # definitions may use each other in any order
+        definitions[k] = TermSpec(f"definitions.{k}", expr=parsed[k])
+    known |= set(definitions)
     field_syms = known
     regions_used: dict[str, str] = {}
     boundaries_used: set[str] = set()
@@ -674,16 +701,23 @@ def check(cfg: Config) -> Spec:
                 if isinstance(v, int | float) and v < 0:
                     raise ConfigError(f"{key}.diffusion.{r}", f"must not be negative, got {v}")
     observables = {}
+    global_syms = set(params) | set(cfg.scalars) | set(cfg.drugs)
     for oname, ob in cfg.observables.items():
         ok = f"observables.{oname}"
         if not _NAME.match(oname):
             raise ConfigError(ok, "observable names must be identifiers")
-        if oname == "t" or (oname.startswith("total_") and oname[6:] in cfg.species):
-            raise ConfigError(ok, "clashes with a built-in column")
+        if oname == "t" or (oname.startswith("total_") and oname[6:] in cfg.species) or \
+                oname in cfg.scalars:
+            raise ConfigError(ok, "clashes with a built-in column or a scalar")
         kind = "integral" if ob.integral is not None else \
-            "maximum" if ob.maximum is not None else "minimum"
+            "maximum" if ob.maximum is not None else \
+            "minimum" if ob.minimum is not None else "value"
         expr = _term(getattr(ob, kind), f"{ok}.{kind}" if not isinstance(
-            cfg.observables[oname], str) else ok, field_syms)
+            cfg.observables[oname], str) else ok,
+            global_syms if kind == "value" else field_syms)
+        if kind == "value" and ex.symbols_of(expr.expr) & {"x", "y", "z"}:
+            raise ConfigError(f"{ok}.value", "a value observable is an expression of scalars, "
+                                             "drugs, parameters and t (no coordinates)")
         per = _term(ob.per, f"{ok}.per", field_syms) if ob.per is not None else None
         observables[oname] = ObservableSpec(kind, expr, per, ob.cumulative)
     if cfg.output.fields is not None:
@@ -692,8 +726,41 @@ def check(cfg: Config) -> Spec:
                 raise ConfigError("output.fields", f"unknown species {f!r}")
     spec = Spec(cfg, names, species, params, L, T, observables, regions_used, boundaries_used,
                 definitions)
+    from tumorpde.compartments import check_scalars
+    from tumorpde.pharmacology import check_therapies
+
+    spec.scalars = check_scalars(spec)
+    spec.plan = check_therapies(spec, field_syms)
     check_units(spec)
     return spec
+
+
+def _dependency_order(parsed: dict[str, ex.Expr]) -> list[str]:
+    """Definitions ordered so that each comes after those it uses (file order otherwise).
+
+    Raises:
+        ConfigError: A definition uses itself, directly or through others.
+    """
+    uses = {k: ex.symbols_of(e) & set(parsed) for k, e in parsed.items()}
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1: being visited, 2: done
+
+    def visit(k: str, path: list[str]) -> None:
+        if state.get(k) == 2:
+            return
+        if state.get(k) == 1:
+            cycle = path[path.index(k):] + [k]
+            raise ConfigError(f"definitions.{cycle[0]}", "refers to itself through "
+                                                         f"{' -> '.join(cycle)}")
+        state[k] = 1
+        for dep in sorted(uses[k], key=list(parsed).index):
+            visit(dep, path + [k])
+        state[k] = 2
+        order.append(k)
+
+    for k in parsed:
+        visit(k, [])
+    return order
 
 
 def _is_zero(v: Any) -> bool:
@@ -717,6 +784,11 @@ def symbol_dims(spec: Spec) -> dict[str, ex.Dim]:
         dims[n] = ex.Dim(s.unit, explicit)
     for p, (_, u) in spec.parameters.items():
         dims[p] = ex.Dim(u, True) if u is not None else ex.Dim.flexible(None)
+    for name, sc in spec.config.scalars.items():
+        unit = un.parse_unit(sc.units, f"scalars.{name}.units") if sc.units is not None else one
+        dims[name] = ex.Dim(unit, sc.units is not None)
+    for name in spec.config.drugs:  # plasma levels and fraction doses: plain numbers
+        dims[name] = ex.Dim(one, False)
     syms = {k: (None, d) for k, d in dims.items()}
     for name, term in spec.definitions.items():
         _, d = ex.lower(term.expr, syms, term.key, ureg, build=False)

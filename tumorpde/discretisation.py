@@ -46,6 +46,9 @@ import ufl  # noqa: E402
 import ufl.algorithms  # noqa: E402
 from dolfinx import fem  # noqa: E402
 from dolfinx.fem import petsc as fpetsc  # noqa: E402
+from dolfinx.la import InsertMode as _InsertMode  # noqa: E402
+
+_ADD = _InsertMode.add
 
 
 @dataclass
@@ -103,6 +106,11 @@ class Discretisation:
         self.coeffs = [fem.Constant(mesh, PETSc.ScalarType(v)) for v in (1.0, -1.0, 0.0)]
         for name, (value, _unit) in spec.parameters.items():
             self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(value))
+        # drug levels and scalar compartments: set per step by tumorpde.coupling
+        for name in spec.config.drugs:
+            self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(0.0))
+        for name, sc in spec.scalars.items():
+            self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(sc.initial))
         self._indicators = self._region_indicators()
         self._build_forms()
 
@@ -267,10 +275,17 @@ class Discretisation:
                     bc_specs.append((k, tag, bc["value"], req("value")))
         self.F_ufl = F
         self.F = fem.form(F)
-        self.J = fem.form(ufl.derivative(F, u, ufl.TrialFunction(self.V)))
+        self._J_ufl = ufl.derivative(F, u, ufl.TrialFunction(self.V))  # compiled on first use
         self._setup_bcs(bc_specs)
         self._setup_edge_taxis(edge_terms)
         self._setup_observables()
+
+    @property
+    def J(self) -> Any:
+        """The compiled Jacobian form of the whole blocked space (monolithic strategy only)."""
+        if self.__dict__.get("_J") is None:
+            self.__dict__["_J"] = fem.form(self._J_ufl)
+        return self.__dict__["_J"]
 
     def _setup_bcs(self, bc_specs: list[tuple[int, int, TermSpec, Any]]) -> None:
         mesh = self.domain.mesh
@@ -339,6 +354,8 @@ class Discretisation:
         self._observables: dict[str, tuple[str, Any, Any]] = {}
         pts = self.V0.element.interpolation_points
         for name, ob in self.spec.observables.items():
+            if ob.kind == "value":  # global: evaluated by tumorpde.coupling
+                continue
             expr = self.lower(ob.expr, None, self.u)
             if ob.kind == "integral":
                 per = fem.form(self.lower(ob.per, None, self.u) * dx) if ob.per else None
@@ -451,8 +468,23 @@ class Discretisation:
 
     # ------------------------------------------------------------------ observables
     def totals(self) -> list[float]:
-        """MPI-reduced integral of every species."""
-        vals = np.array([fem.assemble_scalar(f) for f in self.total_forms], dtype=float)
+        """MPI-reduced integral of every species.
+
+        For P1 the integral of a nodal function is exactly ``sum_i m_i u_i`` with the lumped
+        mass ``m_i = int phi_i`` (assembled once): one dot product instead of an assembly
+        per species.
+        """
+        if self.degree == 1:
+            if self.__dict__.get("_node_mass") is None:
+                w = fem.Function(self.V0)
+                fem.assemble_vector(w.x.array, fem.form(ufl.TestFunction(self.V0) * ufl.dx))
+                w.x.scatter_reverse(_ADD)
+                self.__dict__["_node_mass"] = w.x.array[: self.V0.dofmap.index_map.size_local].copy()
+            m = self.__dict__["_node_mass"]
+            u = self.u.x.array[: len(m) * self.n].reshape(len(m), self.n)
+            vals = m @ u
+        else:
+            vals = np.array([fem.assemble_scalar(f) for f in self.total_forms], dtype=float)
         out = np.empty_like(vals)
         self.comm.Allreduce(vals, out, op=MPI.SUM)
         return [float(v) for v in out]

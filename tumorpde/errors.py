@@ -8,7 +8,7 @@ collective code), so no rank is left waiting in a collective call.
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "SolverError"]
+__all__ = ["ConfigError", "SolverError", "ToolError"]
 
 
 class ConfigError(ValueError):
@@ -27,3 +27,7 @@ class ConfigError(ValueError):
 
 class SolverError(RuntimeError):
     """A time step could not be completed even after cutting the step back."""
+
+
+class ToolError(RuntimeError):
+    """An external program (ParaView's pvbatch, gmsh) failed on valid input."""

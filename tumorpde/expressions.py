@@ -35,6 +35,7 @@ __all__ = [
     "parse",
     "symbols_of",
     "lower",
+    "lower_number",
     "Dim",
 ]
 
@@ -313,9 +314,11 @@ class Dim:
 class _Backend:
     """Arithmetic on UFL objects (or on ``None`` when only units are checked)."""
 
-    def __init__(self, build: bool) -> None:
+    def __init__(self, build: bool, namespace: Any = None) -> None:
         self.build = build
-        if build:
+        if namespace is not None:
+            self.ufl = namespace
+        elif build:
             import ufl
 
             self.ufl = ufl
@@ -324,6 +327,27 @@ class _Backend:
         if not self.build or f == 1.0:
             return v
         return v * f
+
+
+class _Numbers:
+    """The part of UFL's namespace that lowering uses, on plain numbers (numpy)."""
+
+    def __init__(self) -> None:
+        import numpy as np
+
+        self.lt, self.le, self.gt, self.ge = np.less, np.less_equal, np.greater, np.greater_equal
+        self.And, self.Or, self.Not = np.logical_and, np.logical_or, np.logical_not
+        self.conditional = lambda c, a, b: float(np.where(c, a, b))  # noqa: E731
+        self.min_value, self.max_value = np.minimum, np.maximum
+        self.sign, self.sqrt, self.exp, self.ln = np.sign, np.sqrt, np.exp, np.log
+        self.sin, self.cos, self.tan = np.sin, np.cos, np.tan
+        self.sinh, self.cosh, self.tanh, self.atan = np.sinh, np.cosh, np.tanh, np.arctan
+
+    @staticmethod
+    def erf(v: Any) -> Any:
+        from scipy.special import erf
+
+        return erf(v)
 
 
 def _factor(src: Any, dst: Any) -> float:
@@ -350,6 +374,25 @@ def lower(expr: Expr, symbols: Mapping[str, tuple[Any, Dim]], key: str,
     """
     be = _Backend(build)
     return _lower(expr, symbols, key, ureg, be)
+
+
+def lower_number(expr: Expr, symbols: Mapping[str, tuple[float, Dim]], key: str,
+                 ureg: Any = None) -> tuple[float, Dim]:
+    """Evaluate an expression on numbers, with the same unit conversions as :func:`lower`.
+
+    Used for global (scalar) quantities, which are numbers rather than fields.
+
+    Args:
+        expr: Parsed expression.
+        symbols: name -> (number, :class:`Dim`).
+        key: Config key for messages.
+        ureg: pint registry; ``None`` disables unit checks and conversions.
+    """
+    import numpy as np
+
+    with np.errstate(all="ignore"):
+        v, d = _lower(expr, symbols, key, ureg, _Backend(True, _Numbers()))
+    return float(v), d
 
 
 def _lower(e: Expr, syms: Mapping[str, tuple[Any, Dim]], key: str, ureg: Any,

@@ -11,7 +11,9 @@ Built-in shapes: ``interval``, ``rectangle``, ``box`` (structured simplices) and
 Files: gmsh ``.msh`` (physical-group names become region/boundary names) and
 DOLFINx ``.xdmf`` (grids ``mesh``, ``cell_tags``, ``facet_tags``; regions named by
 their integer tag).  ``[mesh.regions]`` and ``[mesh.boundaries]`` add names from
-conditions on cell or facet midpoints.
+conditions on cell or facet midpoints; ``mesh.remove`` removes the cells whose
+midpoints satisfy a condition (for example a strip that splits the mesh into
+disconnected parts: two organs in one mesh).
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ def build_domain(cfg: MeshConfig, comm: MPI.Comm) -> Domain:
         domain = _gmsh_ball(cfg, comm, 2 if shape == "disk" else 3)
     else:
         domain = _read_file(cfg, comm)
+    if cfg.remove:
+        domain = _remove_cells(domain, cfg.remove)
     _custom_regions(domain, cfg)
     _custom_boundaries(domain, cfg)
     return domain
@@ -213,7 +217,9 @@ def _read_file(cfg: MeshConfig, comm: MPI.Comm) -> Domain:
         regions = _tag_names(ct, comm)
         boundaries = _tag_names(ft, comm)
         return Domain(m, ct, ft, regions, boundaries)
-    raise ConfigError("mesh.file", f"unsupported mesh format {suffix!r} (use .msh or .xdmf)")
+    raise ConfigError("mesh.file", f"unsupported mesh format {suffix!r} (use .msh or .xdmf; "
+                                   f"`tumorpde mesh {path.name} -o {path.stem}.msh` converts "
+                                   "other formats)")
 
 
 def _msh_gdim(path: Path, comm: MPI.Comm) -> int:
@@ -242,6 +248,66 @@ def _tag_names(tags: Any, comm: MPI.Comm) -> dict[str, int]:
     local = set(int(v) for v in np.unique(tags.values))
     allv = set().union(*comm.allgather(local))
     return {str(v): v for v in sorted(allv)}
+
+
+def _remove_cells(domain: Domain, condition: str) -> Domain:
+    """The sub-mesh of the cells whose midpoints do not satisfy ``condition``.
+
+    Region tags are carried over cell by cell, boundary tags facet by facet (matched by
+    midpoint); the new boundary where cells were removed is untagged (no-flux).
+    """
+    from scipy.spatial import cKDTree
+
+    from dolfinx import mesh as dmesh
+
+    key = "mesh.remove"
+    m = domain.mesh
+    comm = m.comm
+    tdim = m.topology.dim
+    imap = m.topology.index_map(tdim)
+    ncells = imap.size_local + imap.num_ghosts
+    cells = np.arange(ncells, dtype=np.int32)
+    mid = dmesh.compute_midpoints(m, tdim, cells)
+    env = {"x": mid[:, 0], "y": mid[:, 1], "z": mid[:, 2]}
+    gone = np.broadcast_to(np.asarray(ex.evaluate(ex.parse_condition(condition, key, set()), env,
+                                                  key)) > 0.5, (ncells,))
+    kept = cells[~gone]
+    left = comm.allreduce(int(np.sum(kept < imap.size_local)))
+    if left == 0:
+        raise ConfigError(key, f"{condition!r} removes every cell of the mesh")
+    sub, cell_map, _, _ = dmesh.create_submesh(m, tdim, kept)
+    smap = sub.topology.index_map(tdim)
+    sub_cells = np.arange(smap.size_local + smap.num_ghosts, dtype=np.int32)
+    parent = cell_map.sub_topology_to_topology(sub_cells, inverse=False)
+    # keep the parent's input numbering of cells (outputs are written in it, so that they do
+    # not depend on the number of ranks); the geometry keeps its input node indices already
+    original = np.asarray(m.topology.original_cell_index, dtype=np.int64)
+    if original.size >= ncells:
+        sub.topology._cpp_object.original_cell_index = np.ascontiguousarray(original[parent])
+    cell_tags = None
+    if domain.cell_tags is not None:
+        values = np.zeros(ncells, dtype=np.int32)
+        values[domain.cell_tags.indices] = domain.cell_tags.values
+        sub_values = values[parent]
+        keep = sub_values > 0
+        cell_tags = dmesh.meshtags(sub, tdim, sub_cells[keep], sub_values[keep])
+    sub.topology.create_entities(tdim - 1)
+    sub.topology.create_connectivity(tdim - 1, tdim)
+    facet_tags = None
+    if domain.facet_tags is not None:
+        facets, values = [], []
+        ft = domain.facet_tags
+        if len(ft.indices):
+            pmid = dmesh.compute_midpoints(m, tdim - 1, ft.indices)
+            bfacets = dmesh.exterior_facet_indices(sub.topology)
+            if len(bfacets):
+                smid = dmesh.compute_midpoints(sub, tdim - 1, bfacets)
+                dist, idx = cKDTree(pmid).query(smid)
+                hit = dist <= 1e-12 * (1.0 + float(np.abs(smid).max()))  # same coordinates
+                facets.append(bfacets[hit])
+                values.append(ft.values[idx[hit]])
+        facet_tags = _facet_tags(sub, facets, values)
+    return Domain(sub, cell_tags, facet_tags, dict(domain.regions), dict(domain.boundaries))
 
 
 def _custom_regions(domain: Domain, cfg: MeshConfig) -> None:

@@ -26,6 +26,9 @@ __all__ = [
     "Species",
     "Parameter",
     "Observable",
+    "Drug",
+    "Therapy",
+    "Scalar",
     "Config",
 ]
 
@@ -55,6 +58,8 @@ class Mesh:
         file: A gmsh ``.msh`` or DOLFINx ``.xdmf`` mesh with named regions/boundaries.
         regions: Extra named regions: name -> condition on ``x, y, z`` at cell midpoints.
         boundaries: Extra named boundaries: name -> condition on boundary-facet midpoints.
+        remove: Condition on cell midpoints: those cells are removed from the mesh (for
+            example a strip that splits it into disconnected parts).
     """
 
     shape: str = "rectangle"
@@ -67,6 +72,7 @@ class Mesh:
     file: str | None = None
     regions: dict[str, str] = field(default_factory=dict)
     boundaries: dict[str, str] = field(default_factory=dict)
+    remove: str | None = None
 
 
 @dataclass
@@ -174,7 +180,7 @@ class Species:
         units: Units of this species' density (default dimensionless).
         description: Free text.
         nonnegative: A density or concentration: a step that leaves it below
-            ``-time.negative_tolerance * max|u|`` is rejected and retried with a
+            ``-(time.negative_tolerance * max|u| + time.atol)`` is rejected and retried with a
             smaller step.  Set false for fields that may change sign.
     """
 
@@ -222,7 +228,9 @@ class Observable:
     Attributes:
         integral: Integrate this expression over the domain ...
         maximum: ... or take its maximum over the mesh nodes ...
-        minimum: ... or its minimum.
+        minimum: ... or its minimum ...
+        value: ... or evaluate an expression of scalar compartments, drugs, parameters
+            and ``t`` (no fields).
         per: Divide the integral by the integral of this expression (an average or a
             fraction; 0 where that integral vanishes).
         cumulative: Record the time integral of the value since the start instead.
@@ -232,8 +240,77 @@ class Observable:
     integral: str | None = None
     maximum: str | None = None
     minimum: str | None = None
+    value: str | None = None
     per: str | None = None
     cumulative: bool = False
+    description: str = ""
+
+
+@dataclass
+class Drug:
+    """``[drugs.NAME]``: a drug (or radiation) that ``[[therapy]]`` tables can give.
+
+    ``NAME`` is a symbol in every expression.  A ``bolus`` drug's value is its plasma
+    level: the sum over the doses given so far of ``dose*exp(-ln(2)*(t - t_i)/half_life)``
+    (averaged over each time step, see docs/numerics.md).  A ``fraction`` (radiotherapy)
+    acts at the dose times only: each species in ``survival`` is multiplied by its
+    surviving fraction, an expression in which ``NAME`` is the dose of that fraction.
+
+    Attributes:
+        kind: ``bolus`` (first-order elimination) or ``fraction`` (instantaneous).
+        half_life: Elimination half-life (``bolus``), a time or a number in model units.
+        dose: Default dose of a therapy (plasma-level units for ``bolus``; Gy per
+            fraction for radiotherapy).
+        every: Default interval between doses.
+        doses: Default number of doses.
+        survival: ``fraction``: species -> surviving fraction (expression).
+        description: Mechanism (documentation).
+        source: Primary sources of the pharmacokinetics and the default regimen.
+    """
+
+    kind: str = "bolus"
+    half_life: float | str | None = None
+    dose: float = 1.0
+    every: float | str | None = None
+    doses: int = 1
+    survival: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    source: str = ""
+
+
+@dataclass
+class Therapy:
+    """One ``[[therapy]]`` table: ``doses`` doses of ``drug`` from ``start``, ``every`` apart.
+
+    ``every``, ``doses`` and ``dose`` default to the drug's standard regimen.
+    """
+
+    drug: str
+    start: float | str = 0.0
+    every: float | str | None = None
+    doses: int | None = None
+    dose: float | None = None
+
+
+@dataclass
+class Scalar:
+    """``[scalars.NAME]``: a well-mixed compartment, one global unknown obeying an ODE.
+
+    ``d(NAME)/dt = reaction``, where ``reaction`` is an expression in scalars,
+    parameters, drugs, ``t`` and the (instantaneous) observables of the fields.  The
+    scalar is a symbol in every field expression, so fields and compartments are coupled
+    through integrals (observables) one way and through the scalar's value the other.
+
+    Attributes:
+        reaction: Right-hand side.
+        initial: Initial value (a number or an expression in parameters).
+        units: Units of the scalar (default dimensionless).
+        description: Free text.
+    """
+
+    reaction: float | str = 0.0
+    initial: float | str = 0.0
+    units: str | None = None
     description: str = ""
 
 
@@ -243,7 +320,8 @@ class Config:
 
     ``definitions`` names sub-expressions (``cancer = "tumor + csc"``) usable in every
     expression after them; ``knockout`` lists species held at zero with their sources
-    removed (the CLI's ``--knockout NAME``).
+    removed (the CLI's ``--knockout NAME``).  ``scalars`` are global ODE unknowns,
+    ``drugs`` the agents that the ``therapy`` regimens give.
     """
 
     species: dict[str, Species]
@@ -257,5 +335,8 @@ class Config:
     observables: dict[str, Observable] = field(default_factory=dict)
     definitions: dict[str, str] = field(default_factory=dict)
     knockout: list[str] = field(default_factory=list)
+    scalars: dict[str, Scalar] = field(default_factory=dict)
+    drugs: dict[str, Drug] = field(default_factory=dict)
+    therapy: list[Therapy] = field(default_factory=list)
     title: str = ""
     description: str = ""

@@ -1,8 +1,11 @@
 """Model documentation generated from a configuration, so that it cannot drift.
 
-``tumorpde doc CONFIG`` writes Markdown with every species' equation, the named
-definitions, the parameter table (symbol, value, units, meaning, source) and the
-observables.  ``docs/model.md`` is this output for the built-in ``tme`` model.
+``tumorpde doc CONFIG`` writes Markdown with every species' equation, the scalar
+compartments, the named definitions, the drugs (pharmacokinetics, default regimen,
+mechanism, sources) and the therapies given, the parameter table (symbol, value,
+units, meaning, source) and the observables.  ``docs/model.md`` is this output for the
+built-in ``tme`` model (scenario ``tme-2d``), ``docs/metastasis.md`` for
+``tme-metastasis``.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from tumorpde.config import check
-from tumorpde.model import Config, Parameter
+from tumorpde.model import Config, Drug, Parameter
 
 __all__ = ["model_markdown"]
 
@@ -73,12 +76,24 @@ def model_markdown(cfg: Config, name: str = "") -> str:
         if s.units:
             terms.append(f"- units: {s.units}")
         out.append("\n".join(terms) + "\n")
+    if cfg.scalars:
+        out.append("### Scalar compartments\n")
+        out.append("Global unknowns (one number each, well mixed), each obeying "
+                   "`d(NAME)/dt = R`; `R` may use the observables below, which couple them to "
+                   "the fields, and each scalar may appear in the fields' terms.  They are "
+                   "columns of `observables.csv`.\n")
+        for name, sc in cfg.scalars.items():
+            out.append(f"- `{name}` — {sc.description or name}: R = {_code(sc.reaction)}, "
+                       f"initial value {_code(sc.initial)}" +
+                       (f", units {sc.units}" if sc.units else "") + "\n")
     if cfg.definitions:
         out.append("## Definitions\n")
         out.append("| name | expression |\n|---|---|")
         for k, v in cfg.definitions.items():
             out.append(f"| `{k}` | {_code(_cell(v))} |")
         out.append("")
+    if cfg.drugs:
+        out.extend(_drugs(cfg))
     out.append("## Parameters\n")
     out.append("| name | symbol | value | units | meaning | source |\n|---|---|---|---|---|---|")
     for k, p in cfg.parameters.items():
@@ -94,7 +109,8 @@ def model_markdown(cfg: Config, name: str = "") -> str:
         out.append("| column | definition | meaning |\n|---|---|---|")
         for k, ob in cfg.observables.items():
             kind = "integral" if ob.integral is not None else \
-                "maximum" if ob.maximum is not None else "minimum"
+                "maximum" if ob.maximum is not None else \
+                "minimum" if ob.minimum is not None else "value"
             expr = getattr(ob, kind)
             text = f"{kind} of {_code(_cell(expr))}"
             if ob.per:
@@ -104,3 +120,52 @@ def model_markdown(cfg: Config, name: str = "") -> str:
             out.append(f"| `{k}` | {text} | {_cell(ob.description)} |")
         out.append("")
     return "\n".join(out) + "\n"
+
+
+def _time(v: float | str | None) -> str:
+    if v is None:
+        return "—"
+    return f"{v:g}" if isinstance(v, int | float) else str(v)
+
+
+def _drugs(cfg: Config) -> list[str]:
+    """The drugs section: pharmacokinetics, default regimens, mechanisms, therapies given."""
+    out = ["## Drugs and therapies\n",
+           "Each drug's name is a symbol in the expressions above.  For a `bolus` drug it is "
+           "the plasma level of one-compartment, first-order elimination, "
+           "`sum over doses t_i <= t of dose_i*exp(-ln(2)*(t - t_i)/half_life)`, in units of "
+           "the peak after one standard dose (so `dose = 1` is the standard dose); inside a "
+           "time step the fields see its exact mean over the step, so that the exposure "
+           "(area under the curve) is exact at any step size, and every dose time is a "
+           "milestone of the time stepper.  A `fraction` drug (radiotherapy) acts at its "
+           "dose times only: each listed species is multiplied by its surviving fraction, "
+           "in which the drug's name is the dose of the fraction (Gy).  A scenario gives a "
+           "drug with a `[[therapy]]` table (`drug`, `start`, optional `every`, `doses`, "
+           "`dose`); what it leaves out is the default regimen below.\n",
+           "| drug | kind | half-life | default regimen | mechanism | sources |",
+           "|---|---|---|---|---|---|"]
+    for name, d in cfg.drugs.items():
+        assert isinstance(d, Drug)
+        regimen = f"{d.dose:g} per dose" + (f", {d.doses} doses every {_time(d.every)}"
+                                             if d.doses > 1 else ", one dose")
+        out.append(f"| `{name}` | {d.kind} | {_time(d.half_life)} | {_cell(regimen)} | "
+                   f"{_cell(d.description)} | {_cell(d.source) or 'not given'} |")
+    out.append("")
+    for name, d in cfg.drugs.items():
+        if d.survival:
+            out.append(f"Surviving fractions at each `{name}` fraction:\n")
+            out.extend(f"- `{sp}`: {_code(expr)}" for sp, expr in d.survival.items())
+            out.append("")
+    if cfg.therapy:
+        out.append("Therapies given in this configuration:\n")
+        for t in cfg.therapy:
+            parts = [f"from {_time(t.start)}"]
+            if t.every is not None:
+                parts.append(f"every {_time(t.every)}")
+            if t.doses is not None:
+                parts.append(f"{t.doses} doses")
+            if t.dose is not None:
+                parts.append(f"dose {t.dose:g}")
+            out.append(f"- `{t.drug}`: " + ", ".join(parts))
+        out.append("")
+    return out

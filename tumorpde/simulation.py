@@ -173,7 +173,10 @@ def _run(cfg: Config, spec: Spec, outdir: Path, comm: MPI.Comm, argv: list[str] 
     except ConfigError as exc:
         record.finish("failed", str(exc))
         raise
+    from tumorpde.coupling import Couplings
     from tumorpde.solver import StepSolver
+
+    couplings = Couplings(disc)  # drug levels, scalar compartments, radiotherapy fractions
 
     def new_solver() -> StepSolver:
         try:
@@ -187,7 +190,8 @@ def _run(cfg: Config, spec: Spec, outdir: Path, comm: MPI.Comm, argv: list[str] 
     span = tc.end - tc.start
     out_every = tc.output_every or span / 10.0
     ckpt_every = cfg.output.checkpoint_every or out_every
-    milestones = Milestones.build(tc.start, tc.end, [out_every, ckpt_every])
+    milestones = Milestones.build(tc.start, tc.end, [out_every, ckpt_every],
+                                  couplings.milestones(tc.start, tc.end))
     ctrl = Controller(tc.scheme, tc.dt, tc.adaptive, tc.dt_min or 1e-9 * span,
                       tc.dt_max or out_every, tc.rtol, tc.atol)
     names = spec.names
@@ -198,13 +202,14 @@ def _run(cfg: Config, spec: Spec, outdir: Path, comm: MPI.Comm, argv: list[str] 
     hist = [disc.u.x.array[:nloc].copy()]
     restored = False
     if previous is not None:
-        restored, hist = _restore(disc, st, ctrl, outdir, comm, nloc, checkpoint)
+        restored, hist = _restore(disc, st, ctrl, outdir, comm, nloc, checkpoint, couplings)
     fields = cfg.output.fields if cfg.output.fields is not None else names
     writer = FieldWriter(disc, outdir, fields, output_times(tc.start, tc.end, out_every, milestones),
                          resume=st.outputs if restored else None)
     obs_names = list(spec.observables)
-    obs = ObservableWriter(comm, outdir, ["t"] + [f"total_{n}" for n in names] + obs_names,
-                           resume=st.rows if restored else None)
+    scalar_names = couplings.columns()
+    obs = ObservableWriter(comm, outdir, ["t"] + [f"total_{n}" for n in names] + scalar_names +
+                           obs_names, resume=st.rows if restored else None)
     show = cfg.output.progress if progress is None else progress
     bar = None
     if show and comm.rank == 0:
@@ -216,13 +221,14 @@ def _run(cfg: Config, spec: Spec, outdir: Path, comm: MPI.Comm, argv: list[str] 
     def record_row(t: float) -> dict[str, float]:
         totals = disc.totals()
         extra = disc.observables()
+        extra.update(couplings.row(t, extra))
         for n in cumulative:  # time integral by the trapezoidal rule over accepted steps
             if n in st.previous:
                 t_prev, v_prev = st.previous[n]
                 st.running[n] += 0.5 * (t - t_prev) * (v_prev + extra[n])
             st.previous[n] = [t, extra[n]]
             extra[n] = st.running[n]
-        obs.write([t] + totals + [extra[n] for n in obs_names])
+        obs.write([t] + totals + [extra[n] for n in scalar_names + obs_names])
         st.rows = obs.rows
         st.last = {**{f"total_{n}": v for n, v in zip(names, totals, strict=True)}, **extra}
         return st.last
@@ -232,15 +238,18 @@ def _run(cfg: Config, spec: Spec, outdir: Path, comm: MPI.Comm, argv: list[str] 
         if len(hist) > 2:
             arrays["u_nm2"] = hist[2]
         st.dt, st.rejected, st.failures = ctrl.dt, ctrl.rejected, ctrl.failures
-        state = st.to_json() | {"history": len(hist), "config": to_dict(cfg)}
+        state = st.to_json() | {"history": len(hist), "config": to_dict(cfg),
+                                "couplings": couplings.state()}
         checkpoint.save(outdir, comm, disc.V, arrays, state)
 
     t = st.t
     disc.t.value = t
     if not restored:
+        record_row(t)
+        if couplings.start(t, milestones.tol):  # radiotherapy at the start: rows before, after
+            record_row(t)
         writer.write(t)
         st.outputs = writer.count
-        record_row(t)
     record.update(mesh={"cells": domain.num_cells_global(),
                         "dofs": disc.V.dofmap.index_map.size_global * disc.n,
                         "degree": disc.degree})
@@ -266,16 +275,22 @@ def _run(cfg: Config, spec: Spec, outdir: Path, comm: MPI.Comm, argv: list[str] 
                     const.value = val
                 disc.t.value = t + dt
                 disc.update_boundary_values()
-                # initial guess: the previous solution
-                t0 = time.perf_counter()
-                res = solver.solve()
-                st.t_solve += time.perf_counter() - t0
-                st.newton += res.iterations
-                st.linear += res.linear_iterations
-                why = f"SNES reason {res.reason}"
-                if res.converged:
-                    why = _check_state(disc, nonneg, tc.negative_tolerance, names, nloc)
-                ok = comm.allreduce(int(res.converged and why is None), op=MPI.MIN) == 1
+                # drug levels over the step; scalars at its end (the same on every rank)
+                converged = couplings.begin_step(t, t + dt, c)
+                why = None if converged else "the scalar compartments did not converge"
+                if converged:
+                    # initial guess: the previous solution
+                    t0 = time.perf_counter()
+                    res = solver.solve()
+                    st.t_solve += time.perf_counter() - t0
+                    st.newton += res.iterations
+                    st.linear += res.linear_iterations
+                    converged = res.converged
+                    why = f"SNES reason {res.reason}"
+                    if res.converged:
+                        why = _check_state(disc, nonneg, tc.negative_tolerance, names, nloc,
+                                           tc.atol)
+                ok = comm.allreduce(int(converged and why is None), op=MPI.MIN) == 1
                 if not ok:
                     why = _first_reason(comm, why)
                     disc.u.x.array[:] = disc.u_n.x.array
@@ -299,14 +314,20 @@ def _run(cfg: Config, spec: Spec, outdir: Path, comm: MPI.Comm, argv: list[str] 
                                           f"even with dt_min={ctrl.dt_min:.3g}")
                     continue
                 st.steps += 1
+                t_prev = t
                 t = milestone if abs(t + dt - milestone) <= milestones.tol else t + dt
                 st.t = t
                 hist = [unew.copy()] + hist[:2]
                 st.dts = (st.dts + [dt])[-3:]
                 disc.u_nm1.x.array[:] = disc.u_n.x.array
                 disc.u_n.x.array[:] = disc.u.x.array
+                couplings.accept()
                 _injected_fault(comm, st.steps)
                 record_row(t)
+                if couplings.apply_fractions(t_prev, t, milestones.tol):
+                    # radiotherapy: the state jumps (a second row at t); restart the history
+                    hist, st.dts = [disc.u.x.array[:nloc].copy()], []
+                    record_row(t)
                 if milestones.hit(t, out_every, tc.start):
                     writer.write(t)
                     st.outputs = writer.count
@@ -315,14 +336,14 @@ def _run(cfg: Config, spec: Spec, outdir: Path, comm: MPI.Comm, argv: list[str] 
                     # a fresh solver after each checkpoint, exactly as a resumed run starts
                     solver.destroy()
                     solver = new_solver()
-                    record.update(counters=_counters(st, ctrl, writer, obs), t=t)
+                    record.update(counters=_counters(st, ctrl, writer, obs, couplings), t=t)
                     record.save()
                 if bar is not None:
                     bar.update(dt)
     except SolverError as exc:
         status, message = "failed", str(exc)
     except Interrupted as exc:
-        record.update(counters=_counters(st, ctrl, writer, obs))
+        record.update(counters=_counters(st, ctrl, writer, obs, couplings))
         record.finish("interrupted", str(exc))
         raise
     except KeyboardInterrupt:
@@ -342,7 +363,7 @@ def _run(cfg: Config, spec: Spec, outdir: Path, comm: MPI.Comm, argv: list[str] 
         if collective:
             solver.destroy()
     minima = dict(zip(names, disc.minima(), strict=True))
-    record.update(counters=_counters(st, ctrl, writer, obs),
+    record.update(counters=_counters(st, ctrl, writer, obs, couplings),
                   final={"t": t, "observables": st.last, "minima": minima})
     record.data["wall_time"]["solve"] = st.t_solve
     if status == "completed" and comm.rank == 0:
@@ -365,14 +386,14 @@ def _injected_fault(comm: MPI.Comm, step: int) -> None:
 
 
 def _counters(st: LoopState, ctrl: Controller, writer: FieldWriter,
-              obs: ObservableWriter) -> dict[str, int]:
+              obs: ObservableWriter, couplings: Any) -> dict[str, Any]:
     return {"steps": st.steps, "rejected_steps": ctrl.rejected, "failed_solves": ctrl.failures,
             "newton_iterations": st.newton, "linear_iterations": st.linear,
-            "outputs": writer.count, "observable_rows": obs.rows}
+            "outputs": writer.count, "observable_rows": obs.rows, **couplings.summary()}
 
 
 def _check_state(disc: Any, nonneg: np.ndarray, tol: float, names: list[str],
-                 nloc: int) -> str | None:
+                 nloc: int, floor: float = 0.0) -> str | None:
     """Why the new solution is unacceptable on this rank (NaN, or too negative), or None."""
     arr = disc.u.x.array[:nloc].reshape(-1, disc.n)
     if not np.all(np.isfinite(arr)):
@@ -389,12 +410,15 @@ def _check_state(disc: Any, nonneg: np.ndarray, tol: float, names: list[str],
     ghi = np.empty_like(hi)
     disc.comm.Allreduce(np.ascontiguousarray(local), gmin, op=MPI.MIN)
     disc.comm.Allreduce(np.ascontiguousarray(hi), ghi, op=MPI.MAX)
-    bad = np.nonzero(gmin < -tol * np.maximum(ghi, 1e-300))[0]
+    # relative to the field's size, with the absolute tolerance as a floor: a field that
+    # decays to zero everywhere (oxygen without vessels) may round below zero by ~atol
+    bad = np.nonzero(gmin < -(tol * ghi + floor))[0]
     if not finite:
         return "NaN or infinite values in the solution"
     if len(bad):
         k = int(bad[0])
-        return f"{names[k]} fell to {gmin[k]:.3g} (below -negative_tolerance*max|{names[k]}|)"
+        return (f"{names[k]} fell to {gmin[k]:.3g} (below -negative_tolerance*max|{names[k]}| "
+                "- atol)")
     return None
 
 
@@ -405,7 +429,7 @@ def _first_reason(comm: MPI.Comm, why: str | None) -> str:
 
 
 def _restore(disc: Any, st: LoopState, ctrl: Controller, outdir: Path, comm: MPI.Comm,
-             nloc: int, checkpoint: Any) -> tuple[bool, list[np.ndarray]]:
+             nloc: int, checkpoint: Any, couplings: Any) -> tuple[bool, list[np.ndarray]]:
     """Load the checkpoint into ``disc``/``st``/``ctrl``; (False, history) when there is none."""
     try:
         state, x, vals = checkpoint.load(outdir, comm)
@@ -430,5 +454,6 @@ def _restore(disc: Any, st: LoopState, ctrl: Controller, outdir: Path, comm: MPI
         if k in state:
             setattr(st, k, state[k])
     ctrl.dt, ctrl.rejected, ctrl.failures = st.dt, st.rejected, st.failures
+    couplings.resume(state.get("couplings", {}), st.t, st.dts[-1] if st.dts else None)
     log.info("resuming at t=%.6g (step %d) from %s", st.t, st.steps, outdir / checkpoint.FILENAME)
     return True, hist

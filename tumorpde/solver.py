@@ -16,6 +16,7 @@ from typing import Any
 
 from petsc4py import PETSc
 
+from tumorpde import splitting
 from tumorpde.errors import ConfigError
 
 __all__ = ["StepSolver", "default_options", "PREFIX"]
@@ -23,17 +24,21 @@ __all__ = ["StepSolver", "default_options", "PREFIX"]
 PREFIX = "tumorpde_"
 
 
+# Newton's defaults, shared by every strategy
+NEWTON_OPTIONS: dict[str, Any] = {
+    "snes_type": "newtonls",
+    "snes_linesearch_type": "basic",
+    "snes_rtol": 1e-9,
+    "snes_atol": 1e-11,
+    "snes_stol": 0.0,
+    "snes_max_it": 25,
+    "snes_divergence_tolerance": 1e8,
+}
+
+
 def default_options(gdim: int) -> dict[str, Any]:
     """Default PETSc options (without prefix) for a problem of geometric dimension ``gdim``."""
-    opts: dict[str, Any] = {
-        "snes_type": "newtonls",
-        "snes_linesearch_type": "basic",
-        "snes_rtol": 1e-9,
-        "snes_atol": 1e-11,
-        "snes_stol": 0.0,
-        "snes_max_it": 25,
-        "snes_divergence_tolerance": 1e8,
-    }
+    opts: dict[str, Any] = dict(NEWTON_OPTIONS)
     if gdim <= 2:
         opts.update({"ksp_type": "preonly", "pc_type": "lu",
                      "pc_factor_mat_solver_type": "mumps"})
@@ -57,6 +62,19 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _strategy(disc: Any, value: Any) -> str:
+    """The solver strategy (``solver.strategy``) that a run uses."""
+    if value not in splitting.STRATEGIES:
+        raise ConfigError("solver.strategy", f"expected one of {', '.join(splitting.STRATEGIES)}, "
+                          f"got {value!r}")
+    if value == "auto":
+        return "split" if splitting.applicable(disc) else "monolithic"
+    if value == "split" and not splitting.applicable(disc):
+        raise ConfigError("solver.strategy", "'split' needs nodal kinetics: P1 elements with "
+                          "lumped mass (discretisation.degree = 1, lumped_mass = true)")
+    return str(value)
+
+
 @dataclass
 class StepResult:
     """Outcome of one nonlinear solve."""
@@ -73,16 +91,24 @@ class StepSolver:
     def __init__(self, disc: Any, user_options: dict[str, Any]) -> None:
         self.disc = disc
         comm = disc.comm
-        self.options = {**default_options(disc.domain.gdim), **user_options}
+        user_options = dict(user_options)
+        self.strategy = _strategy(disc, user_options.pop("strategy", "auto"))
+        split = self.strategy == "split"
+        base = splitting.default_options if split else default_options
+        self.split = splitting.for_discretisation(disc) if split else None
+        extra = {}
+        if self.split and "pc_type" not in user_options:
+            extra = self.split.preconditioner_options(disc.spec.config.time.dt)
+        self.options = {**base(disc.domain.gdim), **extra, **user_options}
         opts = PETSc.Options()
         for k, v in self.options.items():
             opts[f"{PREFIX}{k}"] = _fmt(v)
         self.b = disc.u.x.petsc_vec.duplicate()
-        self.A = disc.create_matrix()
+        self.A = self.split.create_matrix() if self.split else disc.create_matrix()
         self.snes = PETSc.SNES().create(comm)
         self.snes.setOptionsPrefix(PREFIX)
         self.snes.setFunction(disc.residual, self.b)
-        self.snes.setJacobian(disc.jacobian, self.A, self.A)
+        self.snes.setJacobian(self.split.jacobian if self.split else disc.jacobian, self.A, self.A)
         self.x = disc.u.x.petsc_vec.duplicate()
         try:
             # options are identical on every rank, so a bad one fails everywhere alike

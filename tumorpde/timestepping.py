@@ -14,12 +14,14 @@ device): ``err ~ C |u - u_pred|`` with C = dt/(2 dt + dt_prev) for backward
 Euler and C = 2/11 for BDF2, measured in the weighted RMS norm with ``atol`` and
 ``rtol``; the step is accepted when err <= 1 and the next one is
 ``dt * clip(0.9 err^(-1/(p+1)), 0.2, 2)``.  A failed nonlinear solve halves the step.
-Output and checkpoint times are milestones that every schedule hits exactly.
+Output and checkpoint times and therapy dose times are milestones that every schedule
+hits exactly.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,10 +50,14 @@ class Milestones:
     tol: float
 
     @classmethod
-    def build(cls, start: float, end: float, intervals: list[float | None]) -> Milestones:
-        """Milestones at multiples of each interval from ``start``, and at ``end``."""
+    def build(cls, start: float, end: float, intervals: list[float | None],
+              times: Sequence[float] = ()) -> Milestones:
+        """Milestones at multiples of each interval from ``start``, at ``end``, and at ``times``.
+
+        ``times`` (therapy doses) count when they lie inside (start, end).
+        """
         span = end - start
-        ts = {end}
+        ts = {end} | {float(t) for t in times if start + 1e-9 * span < t < end - 1e-9 * span}
         for every in intervals:
             if every:
                 k = 1

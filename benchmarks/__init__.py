@@ -1,0 +1,1 @@
+"""Benchmarks of tumorpde (``make bench``); not part of the installed package."""

@@ -1,0 +1,156 @@
+"""tumorpde versus BioFVM on BioFVM's 10-substrate diffusion-decay benchmark (prints JSON).
+
+``python -m benchmarks.biofvm_case BIOFVM_DIR [--quick]``
+
+``BIOFVM_DIR`` is a BioFVM source tree (MathCancer/BioFVM, never part of this repository)
+in which this script builds BioFVM's own ``examples/performance_test_substrates.cpp``
+(10 substrates, D = 75 000-125 000 um^2/min, decay 0.05-0.15 1/min, dt = 0.01 min, 200 steps
+of its first-order LOD solver with the Thomas algorithm on a 1 mm cube), with the number of
+OpenMP threads set to the number of cores and the voxel size as a parameter: 10 um
+(10^6 voxels, the published benchmark) and 20 um (125 000 voxels).  Its printed wall time
+per simulated minute gives the time per step.
+
+tumorpde solves the same system, ``u_t = D_i lap u - lambda_i u`` for 10 substrates with
+no-flux boundaries, with P1 on a tetrahedral mesh of the same box with vertices at the
+voxel centres of the 20 um grid (50^3 cells, 132 651 vertices, 1.3 M unknowns), BDF2
+(second order in time), the split strategy, and the solver options that suit a linear
+problem with constant coefficients (one Newton step, Jacobian and preconditioner kept:
+``snes_type = ksponly``, ``snes_lag_jacobian = -2``, ``snes_lag_preconditioner = -2``).
+The ratio is tumorpde's time per step over BioFVM's on the same number of unknowns; the
+10^6-voxel figures are reported per unknown and step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = ["BioFVM_vector.cpp", "BioFVM_matlab.cpp", "BioFVM_utilities.cpp", "BioFVM_mesh.cpp",
+           "BioFVM_microenvironment.cpp", "BioFVM_solvers.cpp", "BioFVM_basic_agent.cpp",
+           "BioFVM_agent_container.cpp", "BioFVM_MultiCellDS.cpp", "pugixml.cpp"]
+SUBSTRATES = 10
+
+
+def build(src: Path, resolution: float, threads: int, work: Path) -> Path:
+    """Build BioFVM's substrates benchmark with a voxel size and thread count (in ``work``)."""
+    exe = work / f"biofvm_substrates_{int(resolution)}um"
+    if exe.exists():
+        return exe
+    text = (src / "examples" / "performance_test_substrates.cpp").read_text()
+    text = re.sub(r"int omp_num_threads = \d+;", f"int omp_num_threads = {threads};", text)
+    text = re.sub(r"double mesh_resolution=\d+(\.\d*)?;", f"double mesh_resolution={resolution};", text)
+    text = text.replace('#include "../BioFVM.h"', f'#include "{src / "BioFVM.h"}"')
+    main = work / f"substrates_{int(resolution)}.cpp"
+    main.write_text(text)
+    cmd = ["g++", "-march=native", "-O3", "-fomit-frame-pointer", "-fopenmp", "-std=c++11",
+           "-o", str(exe), *[str(src / s) for s in SOURCES], str(main)]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=work)
+    return exe
+
+
+def run_biofvm(exe: Path, work: Path) -> dict:
+    """Run the benchmark; time per step from its wall time per simulated minute (100 steps)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(exe), str(SUBSTRATES)], capture_output=True, cwd=work,
+                          timeout=1800)
+    wall = time.perf_counter() - t0
+    text = proc.stdout.decode("latin-1")
+    intervals = [float(m.group(1)) * 86400 + float(m.group(2)) * 3600 + float(m.group(3)) * 60
+                 + float(m.group(4)) for m in re.finditer(
+                     r"interval wall time: (\d+) days, (\d+) hours, (\d+) minutes, and ([\d.e+-]+) seconds",
+                     text)]
+    voxels = int(re.search(r"voxels: (\d+)", text).group(1))
+    steps = [t / 100.0 for t in intervals[1:]]  # the first interval is the start (t = 0)
+    return {"voxels": voxels, "unknowns": voxels * SUBSTRATES, "step_s": min(steps),
+            "step_s_all": steps, "process_s": wall}
+
+
+def tumorpde_config(cells: int, steps: int) -> dict:
+    """The same problem in tumorpde (um, min); coefficients as BioFVM draws them."""
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    species = {}
+    for i in range(SUBSTRATES):
+        D = 1e5 if i == 0 else float(rng.uniform(75000.0, 125000.0))
+        lam = 0.1 if i == 0 else float(rng.uniform(0.05, 0.15))
+        species[f"s{i}"] = {"diffusion": D, "reaction": f"-{lam}*s{i}",
+                            "initial": f"1 + 0.5*sin(0.01*x + {i})*cos(0.01*y)*cos(0.01*z)"}
+    h = 1000.0 / cells
+    return {
+        "title": "BioFVM substrates benchmark",
+        "mesh": {"shape": "box", "size": [1000.0 + h, 1000.0 + h, 1000.0 + h],
+                 "cells": [cells, cells, cells]},
+        "time": {"end": 0.01 * steps, "dt": 0.01, "scheme": "bdf2", "output_every": 0.01 * steps},
+        "species": species,
+        "solver": {"strategy": "split", "snes_type": "ksponly", "snes_lag_jacobian": -2,
+                   "snes_lag_jacobian_persists": True, "snes_lag_preconditioner": -2,
+                   "snes_lag_preconditioner_persists": True, "ksp_rtol": 1e-8},
+        "output": {"fields": [], "progress": False},
+    }
+
+
+CHILD = """
+import sys, json, time
+from tumorpde.config import load_dict
+from tumorpde.simulation import run
+res = run(load_dict(json.loads(sys.argv[1])), sys.argv[2])
+rec = json.load(open(sys.argv[2] + "/run.json"))
+print(json.dumps({"steps": res.steps, "solve_s": rec["wall_time"]["solve"],
+                  "unknowns": rec["mesh"]["dofs"]}))
+"""
+
+
+def run_tumorpde(cells: int, steps: int, work: Path) -> dict:
+    """Time per step of tumorpde (the first step, with the Jacobian and preconditioner, apart)."""
+    out = {}
+    for n in (1, steps + 1):
+        env = dict(os.environ, OMP_NUM_THREADS="1",
+                   PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(tumorpde_config(cells, n)),
+                               str(work / f"t{n}")], capture_output=True, text=True, env=env,
+                              timeout=3600)
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr[-2000:])
+        out[n] = json.loads(proc.stdout.strip().splitlines()[-1])
+        out[n]["process_s"] = time.perf_counter() - t0
+    first, total = out[1], out[steps + 1]
+    return {"unknowns": total["unknowns"], "first_step_s": first["solve_s"],
+            "step_s": (total["solve_s"] - first["solve_s"]) / steps, "steps_timed": steps,
+            "process_s": total["process_s"]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Build, run both, print JSON."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("biofvm_dir", type=Path)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args(argv)
+    threads = os.cpu_count() or 1
+    out: dict = {"threads": threads, "problem": __doc__.split("\n\n")[1].strip()}
+    with tempfile.TemporaryDirectory() as d:
+        work = Path(d)
+        small = run_biofvm(build(args.biofvm_dir, 20.0, threads, work), work)
+        out["biofvm_125k_voxels"] = small
+        if not args.quick:
+            out["biofvm_1M_voxels"] = run_biofvm(build(args.biofvm_dir, 10.0, threads, work), work)
+        tp = run_tumorpde(50, 3 if args.quick else 5, work)
+        out["tumorpde_50_cubed"] = tp
+    out["ratio"] = tp["step_s"] / small["step_s"]
+    if "biofvm_1M_voxels" in out:
+        big = out["biofvm_1M_voxels"]
+        out["ratio_per_unknown_vs_1M"] = (tp["step_s"] / tp["unknowns"]) / (big["step_s"] / big["unknowns"])
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

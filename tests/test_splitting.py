@@ -1,0 +1,177 @@
+"""The ``split`` solver strategy: exact sparse Jacobian, same solutions as the monolithic one.
+
+Runs serially and under ``mpiexec -n 2``.  The verification suite (test_verification.py,
+test_engine.py) runs with ``solver.strategy = "auto"``, i.e. with this strategy for every
+P1 model with lumped mass.
+"""
+
+from __future__ import annotations
+
+import math
+
+from mpi4py import MPI
+
+import numpy as np
+import pytest
+from helpers import run_dict
+
+from tumorpde.config import find_config, load, load_dict
+from tumorpde.errors import ConfigError
+from tumorpde.simulation import prepare
+from tumorpde.solver import StepSolver
+
+
+def _coupled(n: int = 6) -> dict:
+    """Three species: nonlinear diffusion, two taxis terms, nodal kinetics, Dirichlet and Robin."""
+    return {
+        "mesh": {"shape": "rectangle", "size": [1.0, 1.0], "cells": [n, n]},
+        "time": {"end": 0.2, "dt": 0.05, "scheme": "bdf2"},
+        "species": {
+            "n": {"diffusion": "0.002*(1 + c)", "initial": "0.5 + 0.3*sin(3*x)*cos(2*y)",
+                  "reaction": "n*(1 - n) - 2*n*c*f",
+                  "taxis": [{"toward": "c", "sensitivity": "0.3*n"},
+                            {"toward": "f", "sensitivity": "0.1*n*(1 - n)"}],
+                  "boundary": {"left": {"transfer": 2.0, "value": 0.4}}},
+            "c": {"diffusion": 0.05, "initial": "0.5 + x**2 + 0.3*sin(5*y)",
+                  "reaction": "n - c*(1 + f)", "boundary": {"right": {"value": "1 + 0.1*y"}}},
+            "f": {"diffuses": False, "initial": "0.5 + 0.4*sin(4*x)*cos(3*y)",
+                  "reaction": "-f*n/(1 + f)"},
+        },
+    }
+
+
+def _disc(cfg: dict):
+    spec, domain, disc = prepare(load_dict(cfg))
+    disc.set_initial()
+    return disc
+
+
+def _jacobian_action(disc, strategy: str, x0, dx):
+    solver = StepSolver(disc, {"strategy": strategy})
+    J = solver.A
+    jac = solver.split.jacobian if solver.split else disc.jacobian
+    jac(None, x0, J, J)
+    Jd = x0.duplicate()
+    J.mult(dx, Jd)
+    solver.destroy()
+    return Jd.array.copy()
+
+
+def _state_and_direction(disc):
+    rng = np.random.default_rng(3 + MPI.COMM_WORLD.rank)
+    x0 = disc.u.x.petsc_vec.copy()
+    disc.apply_bcs(x0)
+    dx = x0.duplicate()
+    dx.array[:] = rng.standard_normal(dx.array.size) * 1e-3
+    if disc.bcs:  # perturb the free dofs only
+        dx.array[disc.bc_local[disc.bc_local < dx.array.size]] = 0.0
+    return x0, dx
+
+
+def _finite_difference(disc, x0, dx, eps: float = 1e-5) -> np.ndarray:
+    fp, fm = x0.duplicate(), x0.duplicate()
+    xp = x0.copy()
+    xp.axpy(eps, dx)
+    disc.residual(None, xp, fp)
+    xm = x0.copy()
+    xm.axpy(-eps, dx)
+    disc.residual(None, xm, fm)
+    return (fp.array - fm.array) / (2 * eps)
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    num = MPI.COMM_WORLD.allreduce(float(np.sum((a - b) ** 2)), op=MPI.SUM)
+    den = MPI.COMM_WORLD.allreduce(float(np.sum(b ** 2)), op=MPI.SUM)
+    return math.sqrt(num / den)
+
+
+def test_split_jacobian_equals_the_monolithic_one():
+    disc = _disc(_coupled())  # cross-diffusion, two taxis terms, Robin and Dirichlet
+    x0, dx = _state_and_direction(disc)
+    split = _jacobian_action(disc, "split", x0, dx)
+    mono = _jacobian_action(disc, "monolithic", x0, dx)
+    assert _rel(split, mono) < 1e-12
+
+
+def test_split_jacobian_matches_finite_differences():
+    cfg = _coupled()
+    cfg["species"]["n"]["taxis"] = []  # (the edge limiter's own derivative is frozen in both)
+    disc = _disc(cfg)
+    x0, dx = _state_and_direction(disc)
+    assert _rel(_jacobian_action(disc, "split", x0, dx), _finite_difference(disc, x0, dx)) < 1e-6
+
+
+def test_split_jacobian_is_sparse():
+    spec, domain, disc = prepare(load(find_config("tme-2d"), ["mesh.cells=[6, 6]"]))
+    disc.set_initial()
+    mono = StepSolver(disc, {"strategy": "monolithic"})
+    split = StepSolver(disc, {"strategy": "split"})
+    n = disc.n
+    split.split.jacobian(None, disc.u.x.petsc_vec, split.A, split.A)
+    disc.jacobian(None, disc.u.x.petsc_vec, mono.A, mono.A)
+    nz_split = split.A.getInfo(split.A.InfoType.GLOBAL_SUM)["nz_used"]
+    nz_mono = mono.A.getInfo(mono.A.InfoType.GLOBAL_SUM)["nz_used"]
+    nodes = disc.V.dofmap.index_map.size_global
+    # at most the nodal n x n blocks plus a scalar stencil per species and taxis term
+    assert nz_split < nodes * n * n + 30 * nodes * n
+    assert nz_split < nz_mono / 2
+    mono.destroy()
+    split.destroy()
+
+
+def test_split_and_monolithic_solutions_agree(mpi_tmp):
+    cfg = _coupled(8)
+    cfg["solver"] = {"strategy": "split"}
+    a = run_dict(cfg, mpi_tmp / "split").discretisation.u.x.array.copy()
+    cfg["solver"] = {"strategy": "monolithic"}
+    b = run_dict(cfg, mpi_tmp / "mono").discretisation.u.x.array.copy()
+    diff = MPI.COMM_WORLD.allreduce(float(np.max(np.abs(a - b))), op=MPI.MAX)
+    assert diff < 1e-7
+
+
+def test_auto_picks_split_for_lumped_p1_and_monolithic_otherwise():
+    cfg = _coupled(4)
+    s = StepSolver(_disc(cfg), {})
+    assert s.strategy == "split"
+    s.destroy()
+    cfg["discretisation"] = {"degree": 2}
+    s = StepSolver(_disc(cfg), {})
+    assert s.strategy == "monolithic"
+    s.destroy()
+    cfg["discretisation"] = {"lumped_mass": False}
+    s = StepSolver(_disc(cfg), {})
+    assert s.strategy == "monolithic"
+    s.destroy()
+
+
+@pytest.mark.parametrize(("disc_table", "value", "needle"), [
+    ({"degree": 2}, "split", "P1 elements with lumped mass"),
+    ({}, "fast", "expected one of auto, split, monolithic"),
+])
+def test_bad_strategy_is_a_config_error(disc_table, value, needle):
+    cfg = _coupled(4)
+    cfg["discretisation"] = disc_table
+    disc = _disc(cfg)
+    with pytest.raises(ConfigError) as info:
+        StepSolver(disc, {"strategy": value})
+    assert info.value.key == "solver.strategy"
+    assert needle in str(info.value)
+
+
+def test_split_strategy_keeps_bdf2_second_order_in_time(mpi_tmp):
+    """Self-convergence in dt of a coupled nonlinear taxis-reaction system (same mesh)."""
+    def final(dt: float) -> np.ndarray:
+        cfg = _coupled(6)
+        cfg["time"] = {"end": 0.4, "dt": dt, "scheme": "bdf2", "output_every": 0.4}
+        cfg["solver"] = {"strategy": "split"}
+        cfg["output"] = {"fields": [], "checkpoint_every": 1.0}
+        res = run_dict(cfg, mpi_tmp / f"dt{dt}")
+        return res.discretisation.u.x.array.copy()
+
+    ref = final(0.4 / 64)
+    errs = []
+    for dt in (0.1, 0.05, 0.025):
+        local = float(np.sum((final(dt) - ref) ** 2))
+        errs.append(math.sqrt(MPI.COMM_WORLD.allreduce(local, op=MPI.SUM)))
+    orders = [math.log2(errs[i] / errs[i + 1]) for i in range(2)]
+    assert all(1.8 < p < 2.3 for p in orders), (errs, orders)

@@ -1,0 +1,274 @@
+"""Engine features for therapies and global coupling: drug plasma levels (exact exposure,
+dose milestones), radiotherapy fractions, scalar compartments coupled through integrals,
+value observables, meshes split by ``mesh.remove`` and definitions in any order."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+from mpi4py import MPI
+
+import numpy as np
+import pytest
+from helpers import read_csv, run_dict
+from scipy.integrate import quad
+
+from tumorpde.config import check, load_dict
+from tumorpde.errors import ConfigError
+
+
+def interval(**extra) -> dict:
+    """A 1D model with units, 10 cells on [0, 1] mm."""
+    data = {"units": {"length": "mm", "time": "day"},
+            "mesh": {"shape": "interval", "size": [1.0], "cells": [10]},
+            "time": {"end": 3.0, "dt": 0.7, "scheme": "backward-euler"},
+            "species": {"u": {"initial": 1.0}}}
+    for k, v in extra.items():
+        data[k] = copy.deepcopy(v)
+    return data
+
+
+DRUGS = {"pill": {"half_life": "6 hour", "dose": 2.0, "every": "1 day", "doses": 3},
+         "beam": {"kind": "fraction", "dose": 2.0,
+                  "survival": {"u": "exp(-0.3*beam - 0.03*beam**2)"}}}
+
+
+def test_plasma_level_is_the_one_compartment_solution():
+    spec = check(load_dict(interval(drugs=DRUGS, therapy=[
+        {"drug": "pill", "start": 0.25},                       # the drug's regimen
+        {"drug": "pill", "start": "36 hour", "doses": 1, "dose": 1.0}])))
+    plan = spec.plan
+    k = math.log(2) / 0.25
+    doses = [(0.25, 2.0), (1.25, 2.0), (1.5, 1.0), (2.25, 2.0)]
+    np.testing.assert_allclose(plan.drugs["pill"].times, [d[0] for d in doses])
+
+    def exact(t: float) -> float:
+        return sum(a * math.exp(-k * (t - s)) for s, a in doses if s <= t)
+
+    for t in (0.0, 0.25, 0.3, 1.4, 1.5, 2.9):
+        assert plan.level("pill", t) == pytest.approx(exact(t), rel=1e-14)
+    # the step mean is the exact exposure, also across doses and for steps >> half-life
+    for t0, t1 in ((0.0, 0.2), (0.1, 0.9), (0.25, 2.7), (1.3, 1.31)):
+        inside = [s for s, _ in doses if t0 < s < t1]
+        auc, _ = quad(exact, t0, t1, points=inside or None, epsabs=1e-14, epsrel=1e-12,
+                      limit=200)
+        assert plan.mean_level("pill", t0, t1) * (t1 - t0) == pytest.approx(auc, rel=1e-10)
+    assert plan.dose_times(0.0, 3.0) == [0.25, 1.25, 1.5, 2.25]
+    assert plan.fractions(0.0, 3.0, 1e-9) == []
+
+
+def test_drug_exposure_is_exact_whatever_the_step(mpi_tmp):
+    # w' = pill: backward Euler with the step-mean level integrates the level exactly,
+    # although the half-life (6 h) is much shorter than the step (0.7 day)
+    data = interval(drugs=DRUGS, therapy=[{"drug": "pill", "start": 0.25}])
+    data["species"]["w"] = {"reaction": "pill"}
+    data["time"]["output_every"] = 1.0
+    run_dict(data, mpi_tmp / "run")
+    obs = read_csv(mpi_tmp / "run" / "observables.csv") if MPI.COMM_WORLD.rank == 0 else None
+    obs = MPI.COMM_WORLD.bcast(obs, root=0)
+    k = math.log(2) / 0.25
+    auc = sum(2.0 / k * (1 - math.exp(-k * (3.0 - s))) for s in (0.25, 1.25, 2.25))
+    assert obs["total_w"][-1] == pytest.approx(auc, rel=1e-12)
+    for s in (0.25, 1.25, 2.25):  # dose times are milestones
+        assert np.any(np.abs(obs["t"] - s) < 1e-12), s
+
+
+def test_fractions_multiply_species_by_their_surviving_fraction(mpi_tmp):
+    data = interval(drugs=DRUGS, therapy=[{"drug": "beam", "start": 0.0, "every": 1.1,
+                                           "doses": 2}])
+    data["time"]["scheme"] = "bdf2"
+    data["parameters"] = {"ell": "1 mm"}
+    data["species"]["u"]["initial"] = "1 + x/ell"
+    data["species"]["o"] = {"initial": "x/ell"}
+    # oxygen-like modifier: the surviving fraction depends on another field
+    data["drugs"]["beam"]["survival"] = {"u": "exp(-0.3*beam*(1 + o))"}
+    res = run_dict(data, mpi_tmp / "run")
+    disc = res.discretisation
+    x = disc.V0.tabulate_dof_coordinates()[:, 0]
+    u = disc.u.x.array[0::disc.n]
+    np.testing.assert_allclose(u, (1 + x) * np.exp(-0.6 * (1 + x)) ** 2, rtol=1e-12)
+    obs = MPI.COMM_WORLD.bcast(read_csv(mpi_tmp / "run" / "observables.csv")
+                               if MPI.COMM_WORLD.rank == 0 else None, root=0)
+    # two rows at each fraction time: before and after the jump
+    assert list(obs["t"][:2]) == [0.0, 0.0]
+    assert obs["total_u"][0] == pytest.approx(1.5) and obs["total_u"][1] < 1.5
+    at = np.flatnonzero(np.abs(obs["t"] - 1.1) < 1e-12)
+    assert len(at) == 2 and obs["total_u"][at[1]] < obs["total_u"][at[0]]
+    assert obs["total_u"][at[0]] == pytest.approx(obs["total_u"][1], rel=1e-12)
+
+
+def test_scalar_compartment_follows_the_implicit_scheme(mpi_tmp):
+    # c' = I - kc with I = integral of u = 2 mm; v' = c sees c at the end of each step
+    data = interval(scalars={"c": {"units": "mm", "reaction": "I_u - k*c", "initial": "c0"}},
+                    parameters={"k": "3 1/day", "c0": "0.5 mm", "per_mm": "1 1/(mm*day)"},
+                    observables={"I_u": "u", "twice_c": {"value": "2*c"}})
+    data["species"]["u"]["initial"] = 2.0
+    data["species"]["v"] = {"reaction": "c*per_mm"}
+    data["time"].update(end=2.0, dt=0.25, output_every=0.5)
+    run_dict(data, mpi_tmp / "run")
+    obs = MPI.COMM_WORLD.bcast(read_csv(mpi_tmp / "run" / "observables.csv")
+                               if MPI.COMM_WORLD.rank == 0 else None, root=0)
+    assert list(obs)[:5] == ["t", "total_u", "total_v", "c", "I_u"]
+    c, v = [0.5], [0.0]
+    for _ in range(8):
+        c.append((c[-1] + 0.25 * 2.0) / (1 + 0.25 * 3.0))
+        v.append(v[-1] + 0.25 * c[-1])
+    np.testing.assert_allclose(obs["c"], c, rtol=1e-12)
+    np.testing.assert_allclose(obs["total_v"], v, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(obs["twice_c"], 2 * np.asarray(c), rtol=1e-14)
+
+
+def test_scalar_compartment_is_second_order_with_bdf2(mpi_tmp):
+    # logistic nodal growth with a source: compare with the exact ODE solution
+    errors = []
+    for dt in (0.2, 0.1, 0.05):
+        data = interval(scalars={"n": {"reaction": "r*n*(1 - n) + s*I_u", "initial": 0.1}},
+                        parameters={"r": 1.0, "s": 0.0}, observables={"I_u": "u"})
+        data["time"].update(end=2.0, dt=dt, scheme="bdf2", output_every=1.0)
+        run_dict(data, mpi_tmp / f"run{dt}")
+        obs = MPI.COMM_WORLD.bcast(read_csv(mpi_tmp / f"run{dt}" / "observables.csv")
+                                   if MPI.COMM_WORLD.rank == 0 else None, root=0)
+        exact = 1 / (1 + 9 * math.exp(-2.0))
+        errors.append(abs(obs["n"][-1] - exact))
+    orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
+    assert np.all(orders > 1.8), (errors, orders)
+
+
+@pytest.mark.parametrize("extra, key, words", [
+    ({"therapy": [{"drug": "nope", "start": 1}]}, "therapy[0].drug", "unknown drug"),
+    ({"therapy": [{"drug": "pill"}]}, "therapy[0].start", "missing"),
+    ({"therapy": [{"drug": "pill", "start": 1, "doses": 0}]}, "therapy[0].doses", "positive"),
+    ({"therapy": [{"drug": "pill", "start": 1, "every": -1}]}, "therapy[0].every", "positive"),
+    ({"therapy": [{"drug": "pill", "start": "1 mm"}]}, "therapy[0].start", "not a time"),
+    ({"therapy": [{"drug": "pill", "start": 1, "when": 2}]}, "therapy[0].when", "unknown key"),
+    ({"therapy": [{"drug": "beam", "start": 1, "doses": 2}]}, "therapy[0].every", "interval"),
+    ({"therapy": "pill"}, "therapy", "array of tables"),
+    ({"drugs": {"pill": {"dose": 1}}}, "drugs.pill.half_life", "missing"),
+    ({"drugs": {"pill": {"half_life": "2 mm"}}}, "drugs.pill.half_life", "not a time"),
+    ({"drugs": {"pill": {"half_life": 1, "doses": 3}}}, "drugs.pill.every", "interval"),
+    ({"drugs": {"pill": {"half_life": 1, "kind": "pill"}}}, "drugs.pill.kind", "not one of"),
+    ({"drugs": {"beam": {"kind": "fraction"}}}, "drugs.beam.survival", "missing"),
+    ({"drugs": {"beam": {"kind": "fraction", "survival": {"w": "1"}}}},
+     "drugs.beam.survival.w", "unknown species"),
+    ({"drugs": {"beam": {"kind": "fraction", "survival": {"u": "x"}}}},
+     "drugs.beam.survival.u", "units"),
+    ({"drugs": {"u": {"half_life": 1}}}, "drugs.u", "reserved"),
+    ({"scalars": {"c": {"reaction": "u"}}}, "scalars.c.reaction", "unknown symbol"),
+    ({"scalars": {"c": {"reaction": "x"}}}, "scalars.c.reaction", "coordinates"),
+    ({"scalars": {"c": {"reaction": "cum"}}}, "scalars.c.reaction", "cumulative"),
+    ({"scalars": {"c": {"reaction": "tot", "units": "mm"}}}, "scalars.c.reaction", "units"),
+    ({"scalars": {"c": {"reaction": "1", "units": "fathoms of joy"}}}, "scalars.c.units",
+     "unknown unit"),
+    ({"scalars": {"tot": {}}}, "observables.tot", "clashes"),
+    ({"observables": {"val": {"value": "u"}}}, "observables.val.value", "unknown symbol"),
+    ({"mesh": {"shape": "interval", "cells": [10], "remove": "x > -1"}}, "mesh.remove",
+     "every cell"),
+    ({"definitions": {"a": "b", "b": "2*a"}}, "definitions.a", "itself"),
+])
+def test_bad_therapy_and_scalar_input_names_the_key(extra, key, words):
+    data = interval(drugs=dict(DRUGS), observables={"tot": "u", "cum": {"integral": "u",
+                                                                         "cumulative": True}})
+    for k, v in extra.items():
+        data[k] = {**data[k], **v} if isinstance(v, dict) and k in data and k != "mesh" else v
+    with pytest.raises(ConfigError) as err:
+        spec = check(load_dict(data))
+        if "mesh" in extra:
+            from tumorpde.mesh import build_domain
+
+            build_domain(spec.config.mesh, MPI.COMM_WORLD)
+    assert err.value.key == key, str(err.value)
+    assert words in str(err.value)
+
+
+def test_definitions_may_use_later_definitions():
+    data = interval(definitions={"a": "2*b", "b": "u + 1"})
+    data["species"]["u"]["reaction"] = "-a"
+    spec = check(load_dict(data))
+    assert list(spec.definitions) == ["b", "a"]
+
+
+def test_mesh_remove_splits_the_mesh_into_disconnected_parts(mpi_tmp):
+    data = {"mesh": {"shape": "rectangle", "size": [2.0, 1.0], "cells": [20, 10],
+                     "remove": "x > 0.9 and x < 1.1", "regions": {"west": "x < 1"}},
+            "time": {"end": 1.0, "dt": 0.25, "scheme": "backward-euler"},
+            "species": {"u": {"diffusion": 0.5, "initial": "where(x < 1, 1 + y, 0)",
+                              "boundary": {"right": {"value": 0.0}}}},
+            "observables": {"west_total": {"integral": "u*where(x < 1, 1, 0)"}}}
+    res = run_dict(data, mpi_tmp / "run")
+    disc = res.discretisation
+    comm = disc.comm
+    dom = disc.domain
+    assert dom.num_cells_global() == 2 * 20 * 10 - 2 * 2 * 10
+    x = dom.mesh.geometry.x[:, 0]
+    assert not np.any((x > 0.9 + 1e-12) & (x < 1.1 - 1e-12))
+    # the named boundaries survive on what is left, the cut is untagged (no flux)
+    ft = dom.facet_tags
+    own = ft.indices < dom.mesh.topology.index_map(1).size_local
+    counts = {name: comm.allreduce(int(np.sum(ft.values[own] == tag)))
+              for name, tag in dom.boundaries.items()}
+    assert counts == {"left": 10, "right": 10, "bottom": 18, "top": 18}
+    assert "west" in dom.regions
+    # no transport across the cut: the west part keeps its mass, the east stays empty
+    w0 = 1.5 * 0.9
+    assert res.observables["west_total"] == pytest.approx(w0, rel=1e-10)
+    east = disc.u.x.array[disc.V0.tabulate_dof_coordinates()[:, 0] > 1.0]
+    assert comm.allreduce(float(np.abs(east).max(initial=0.0)), op=MPI.MAX) == 0.0
+
+
+def test_scalar_state_restores_a_run_in_progress():
+    from tumorpde.compartments import ScalarSystem
+
+    data = interval(scalars={"n": {"reaction": "n*(1 - n) + I_u", "initial": 0.1},
+                             "m": {"reaction": "-2*m + n"}}, observables={"I_u": "u"})
+    spec = check(load_dict(data))
+    a = ScalarSystem(spec)
+    env = {"I_u": 0.5, "t": 0.0}
+    coeffs = [(4.0, -4.0, 0.0), (6.0, -8.0, 2.0), (6.0, -8.0, 2.0)]  # BE, then BDF2 (dt 0.25)
+    for c in coeffs[:2]:
+        assert a.solve(c, env)
+        a.accept()
+    b = ScalarSystem(spec)
+    b.restore(a.state())
+    assert a.solve(coeffs[2], env) and b.solve(coeffs[2], env)
+    np.testing.assert_array_equal(a.trial, b.trial)
+    # the implicit step satisfies its equation
+    r = a.rhs(a.trial, env)
+    np.testing.assert_allclose(6 * a.trial - 8 * a.values + 2 * a.previous, r, rtol=1e-10)
+    other = check(load_dict(interval(scalars={"q": {}})))
+    with pytest.raises(ConfigError, match="checkpoint"):
+        ScalarSystem(other).restore(a.state())
+
+
+@pytest.mark.subprocess
+def test_resume_with_scalars_and_fractions_equals_the_uninterrupted_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tumorpde.tomlio import dumps
+
+    data = interval(drugs=DRUGS, therapy=[{"drug": "pill", "start": 0.3},
+                                          {"drug": "beam", "start": 0.9, "every": 0.8,
+                                           "doses": 3}],
+                    scalars={"c": {"reaction": "I_u - 2*c + pill"}},
+                    observables={"I_u": "u"}, output={"checkpoint_every": 0.5})
+    data["species"]["u"]["reaction"] = "0.5*u*(1 - u) - 0.1*pill*u + 0.05*c"
+    data["time"].update(scheme="bdf2", dt=0.1, end=3.0, output_every=0.5)
+    (tmp_path / "m.toml").write_text(dumps(data))
+    cli = [sys.executable, "-m", "tumorpde"]
+    ref = subprocess.run([*cli, "run", "m.toml", "-q", "-o", "ref"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    env = dict(os.environ, TUMORPDE_FAULT_INJECTION="0:17")  # fails after step 17 (t ~ 1.6)
+    bad = subprocess.run([*cli, "run", "m.toml", "-q", "-o", "cut"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and (tmp_path / "cut" / "checkpoint.h5").exists()
+    res = subprocess.run([*cli, "resume", "cut", "-q"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    a = read_csv(tmp_path / "ref" / "observables.csv")
+    b = read_csv(tmp_path / "cut" / "observables.csv")
+    assert list(a) == list(b) and len(a["t"]) == len(b["t"])
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=1e-10, atol=1e-14, err_msg=k)

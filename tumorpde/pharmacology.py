@@ -1,0 +1,307 @@
+"""Drugs and therapy regimens: ``[drugs.NAME]`` and ``[[therapy]]`` (no DOLFINx).
+
+A *drug* is declared by the model (its pharmacokinetics, its default regimen and,
+for radiotherapy, the surviving fraction of each species); a *therapy* is one
+regimen of one drug in a scenario or on the command line::
+
+    [[therapy]]
+    drug = "anti_vegf"      # a drug declared in [drugs]
+    start = 7               # first dose (model time units, or "1 week")
+    every = 14              # optional: interval (default: the drug's)
+    doses = 4               # optional: number of doses (default: the drug's)
+    dose = 1.0              # optional: amount per dose (default: the drug's)
+
+Pharmacokinetics are one-compartment with first-order elimination, so the plasma
+level is an exact, closed-form function of time:
+
+    level(t) = sum over doses t_i <= t of  dose_i * exp(-k (t - t_i)),  k = ln 2 / half_life.
+
+The level is a pure function of the time and the configuration (no state to
+checkpoint).  Inside a time step (t0, t1] the fields see the *mean* level over the
+step, computed exactly,
+
+    mean(t0, t1) = 1/(t1 - t0) * sum_i dose_i/k * exp(-k (a_i - t_i)) * (1 - exp(-k (t1 - a_i))),
+    a_i = max(t0, t_i),
+
+so that the exposure (the area under the curve, which drives log-kill and receptor
+occupancy) is exact for any step, even for drugs eliminated within hours while the
+model steps in days.  Dose times are milestones that the time stepper always hits, so
+no step straddles a dose.
+
+``fraction`` drugs (radiotherapy) have no plasma level: at each dose time the
+surviving fraction of each species listed in ``survival`` multiplies that species
+(:mod:`tumorpde.coupling`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tumorpde.errors import ConfigError
+from tumorpde.model import Drug, Therapy
+
+__all__ = ["KINDS", "load_drugs", "load_therapies", "check_therapies", "DrugPlan", "TherapyPlan",
+           "MAX_DOSES"]
+
+KINDS = ("bolus", "fraction")
+MAX_DOSES = 100_000
+
+
+# ----------------------------------------------------------------------- TOML -> objects
+def load_drugs(data: Any) -> dict[str, Drug]:
+    """``[drugs]`` as :class:`~tumorpde.model.Drug` objects (strict keys and types)."""
+    from tumorpde.config import _fields, _number, _str, _table
+
+    out = {}
+    for name, d in _table(data, "drugs").items():
+        key = f"drugs.{name}"
+        d = _fields(Drug, _table(d, key), key)
+        drug = Drug()
+        if "kind" in d:
+            drug.kind = _str(d["kind"], f"{key}.kind", KINDS)
+        for k in ("half_life", "every"):
+            if k in d:
+                setattr(drug, k, _time_like(d[k], f"{key}.{k}"))
+        if "dose" in d:
+            drug.dose = _number(d["dose"], f"{key}.dose", nonneg=True)
+        if "doses" in d:
+            drug.doses = _number(d["doses"], f"{key}.doses", positive=True, integer=True)
+        if "survival" in d:
+            surv = _table(d["survival"], f"{key}.survival")
+            for sp, v in surv.items():
+                if isinstance(v, bool) or not isinstance(v, str | int | float):
+                    raise ConfigError(f"{key}.survival.{sp}", "expected an expression string")
+            drug.survival = {sp: str(v) for sp, v in surv.items()}
+        for k in ("description", "source"):
+            if k in d:
+                setattr(drug, k, _str(d[k], f"{key}.{k}"))
+        out[name] = drug
+    return out
+
+
+def load_therapies(data: Any) -> list[Therapy]:
+    """``[[therapy]]`` as :class:`~tumorpde.model.Therapy` objects (strict keys and types)."""
+    from tumorpde.config import _fields, _number, _str, _table
+
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise ConfigError("therapy", "expected an array of tables ([[therapy]])")
+    out = []
+    for i, t in enumerate(data):
+        key = f"therapy[{i}]"
+        t = _fields(Therapy, _table(t, key), key)
+        if "drug" not in t:
+            raise ConfigError(f"{key}.drug", "missing (the name of a drug in [drugs])")
+        if "start" not in t:
+            raise ConfigError(f"{key}.start", "missing (the time of the first dose)")
+        th = Therapy(drug=_str(t["drug"], f"{key}.drug"), start=_time_like(t["start"], f"{key}.start"))
+        if "every" in t:
+            th.every = _time_like(t["every"], f"{key}.every")
+        if "doses" in t:
+            th.doses = _number(t["doses"], f"{key}.doses", positive=True, integer=True)
+        if "dose" in t:
+            th.dose = _number(t["dose"], f"{key}.dose", nonneg=True)
+        out.append(th)
+    return out
+
+
+def _time_like(v: Any, key: str) -> float | str:
+    from tumorpde.config import _number
+
+    if isinstance(v, str):
+        return v
+    return _number(v, key)
+
+
+# ------------------------------------------------------------------------------ checks
+def _to_time(v: float | str, key: str, spec: Any, positive: bool) -> float:
+    """A time in model units from a number (model units) or a quantity string."""
+    from tumorpde import units as un
+
+    if isinstance(v, str):
+        mag, unit = un.parse_quantity(v, key, spec.has_units)
+        if unit is not None:
+            if unit.dimensionality != un.registry().second.dimensionality:
+                raise ConfigError(key, f"{v!r} is not a time")
+            mag, _ = un.canonical(mag, unit, spec.length_unit, spec.time_unit)
+        v = mag
+    if not math.isfinite(v):
+        raise ConfigError(key, f"value {v!r} is not finite")
+    if positive and v <= 0:
+        raise ConfigError(key, f"must be positive, got {v!r}")
+    return float(v)
+
+
+@dataclass
+class DrugPlan:
+    """Everything the solver needs about one drug.
+
+    Attributes:
+        name: Drug name (its symbol in expressions).
+        kind: ``bolus`` or ``fraction``.
+        elimination: First-order elimination rate ln 2 / half-life (model units; 0 for
+            fractions).
+        times: Dose times, sorted.
+        amounts: Dose amounts, in the order of ``times``.
+        survival: ``fraction`` drugs: species -> parsed surviving fraction
+            (:class:`tumorpde.config.TermSpec`).
+    """
+
+    name: str
+    kind: str
+    elimination: float
+    times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    amounts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    survival: dict[str, Any] = field(default_factory=dict)
+
+
+class TherapyPlan:
+    """The doses of every declared drug and their plasma levels as functions of time."""
+
+    def __init__(self, drugs: dict[str, DrugPlan]) -> None:
+        self.drugs = drugs
+
+    @property
+    def bolus(self) -> list[str]:
+        """Names of the drugs with a plasma level."""
+        return [n for n, d in self.drugs.items() if d.kind == "bolus"]
+
+    @property
+    def given(self) -> list[str]:
+        """Names of the drugs with at least one dose."""
+        return [n for n, d in self.drugs.items() if d.times.size]
+
+    def level(self, name: str, t: float) -> float:
+        """Plasma level of a ``bolus`` drug at time ``t`` (doses at ``t`` included)."""
+        d = self.drugs[name]
+        mask = d.times <= t
+        if not mask.any():
+            return 0.0
+        return float(np.sum(d.amounts[mask] * np.exp(-d.elimination * (t - d.times[mask]))))
+
+    def mean_level(self, name: str, t0: float, t1: float) -> float:
+        """Exact mean plasma level of a ``bolus`` drug over ``(t0, t1)``."""
+        if t1 <= t0:
+            return self.level(name, t1)
+        d = self.drugs[name]
+        mask = d.times < t1
+        if not mask.any():
+            return 0.0
+        ti, di = d.times[mask], d.amounts[mask]
+        a = np.maximum(t0, ti)
+        k = d.elimination
+        if k > 0:
+            auc = di * np.exp(-k * (a - ti)) * (-np.expm1(-k * (t1 - a))) / k
+        else:
+            auc = di * (t1 - a)
+        return float(np.sum(auc) / (t1 - t0))
+
+    def mean_levels(self, t0: float, t1: float) -> dict[str, float]:
+        """Mean level of every ``bolus`` drug over ``(t0, t1)``."""
+        return {n: self.mean_level(n, t0, t1) for n in self.bolus}
+
+    def dose_times(self, start: float, end: float) -> list[float]:
+        """Every dose time strictly inside ``(start, end)`` (milestones of the stepper)."""
+        out: set[float] = set()
+        for d in self.drugs.values():
+            out.update(float(t) for t in d.times if start < t < end)
+        return sorted(out)
+
+    def fractions(self, t0: float, t1: float, tol: float) -> list[tuple[str, float]]:
+        """``fraction`` doses with ``t0 < t <= t1`` (to within ``tol``), in time order.
+
+        Doses of different drugs at the same time come in declaration order.
+        """
+        items = []
+        for order, (n, d) in enumerate(self.drugs.items()):
+            if d.kind != "fraction":
+                continue
+            for t, a in zip(d.times, d.amounts, strict=True):
+                if t0 + tol < t <= t1 + tol:
+                    items.append((float(t), order, n, float(a)))
+        return [(n, a) for _, _, n, a in sorted(items)]
+
+    def fractions_at(self, t: float, tol: float) -> list[tuple[str, float]]:
+        """``fraction`` doses at time ``t`` (to within ``tol``)."""
+        return self.fractions(t - 2 * tol, t, tol)
+
+
+def check_therapies(spec: Any, field_syms: set[str]) -> TherapyPlan:
+    """Check ``[drugs]`` and ``[[therapy]]`` of a config and build its :class:`TherapyPlan`.
+
+    Args:
+        spec: The :class:`~tumorpde.config.Spec` being checked.
+        field_syms: Symbols allowed in field expressions (survival fractions).
+
+    Raises:
+        ConfigError: naming the offending key.
+    """
+    from tumorpde import units as un
+    from tumorpde.config import _term, term_factor
+
+    cfg = spec.config
+    plans: dict[str, DrugPlan] = {}
+    for name, drug in cfg.drugs.items():
+        key = f"drugs.{name}"
+        if drug.kind == "bolus":
+            if drug.half_life is None:
+                raise ConfigError(f"{key}.half_life", "missing (a bolus drug needs its "
+                                                      "elimination half-life)")
+            if drug.survival:
+                raise ConfigError(f"{key}.survival", "only 'fraction' drugs have survival "
+                                                     "fractions (set kind = 'fraction')")
+            k = math.log(2.0) / _to_time(drug.half_life, f"{key}.half_life", spec, True)
+            plan = DrugPlan(name, "bolus", k)
+        else:
+            if drug.half_life is not None:
+                raise ConfigError(f"{key}.half_life", "a 'fraction' drug acts instantaneously "
+                                                      "and has no half-life")
+            if not drug.survival:
+                raise ConfigError(f"{key}.survival", "missing (species -> surviving fraction)")
+            plan = DrugPlan(name, "fraction", 0.0)
+            for sp, text in drug.survival.items():
+                if sp not in cfg.species:
+                    raise ConfigError(f"{key}.survival.{sp}", f"unknown species {sp!r}")
+                term = _term(text, f"{key}.survival.{sp}", field_syms)
+                if spec.has_units:
+                    term_factor(spec, term, un.registry().dimensionless)
+                plan.survival[sp] = term
+        if drug.every is not None:
+            _to_time(drug.every, f"{key}.every", spec, True)
+        elif drug.doses > 1:
+            raise ConfigError(f"{key}.every", f"missing: {drug.doses} default doses need an "
+                                              "interval")
+        plans[name] = plan
+    times: dict[str, list[float]] = {n: [] for n in plans}
+    amounts: dict[str, list[float]] = {n: [] for n in plans}
+    total = 0
+    for i, th in enumerate(cfg.therapy):
+        key = f"therapy[{i}]"
+        if th.drug not in cfg.drugs:
+            known = ", ".join(cfg.drugs) or "none declared"
+            raise ConfigError(f"{key}.drug", f"unknown drug {th.drug!r} (drugs: {known})")
+        drug = cfg.drugs[th.drug]
+        start = _to_time(th.start, f"{key}.start", spec, False)
+        doses = th.doses if th.doses is not None else drug.doses
+        dose = th.dose if th.dose is not None else drug.dose
+        every_raw = th.every if th.every is not None else drug.every
+        every_key = f"{key}.every" if th.every is not None else f"drugs.{th.drug}.every"
+        every = _to_time(every_raw, every_key, spec, True) if every_raw is not None else None
+        if doses > 1 and every is None:
+            raise ConfigError(f"{key}.every", f"missing: {doses} doses need an interval")
+        total += doses
+        if total > MAX_DOSES:
+            raise ConfigError(f"{key}.doses", f"more than {MAX_DOSES} doses in all")
+        for j in range(doses):
+            times[th.drug].append(start + j * (every or 0.0))
+            amounts[th.drug].append(dose)
+    for n, plan in plans.items():
+        order = np.argsort(np.asarray(times[n], dtype=float), kind="stable")
+        plan.times = np.asarray(times[n], dtype=float)[order]
+        plan.amounts = np.asarray(amounts[n], dtype=float)[order]
+    return TherapyPlan(plans)

@@ -1,0 +1,387 @@
+"""The ``split`` solver strategy: a species-split sparse Jacobian with pointwise-kinetics preconditioning.
+
+The monolithic strategy differentiates the whole residual of the blocked space, so every
+Jacobian row of a 15-species model holds ``15 x (neighbours + 1)`` entries, a dense 15 x 15
+block for every mesh edge, although the P1 discretisation with lumped mass couples species
+only at the same vertex (mass, reactions: vertex quadrature) and through the few taxis terms.
+This strategy solves *the same discrete equations* (same residual, same time scheme, same
+Newton tolerances) with the same (exact) Jacobian, stored with only the couplings that exist:
+
+* nodal blocks: ``c0 m_i I - m_i df/du(u_i)``, an ``n x n`` block per vertex holding the
+  entries that do not vanish symbolically, from ``n`` vector assemblies of the
+  vertex-quadrature part of the residual differentiated in the direction of each species
+  (local kinetics, exact also with region-wise coefficients);
+* transport: one scalar P1 matrix for every pair of species (k, m) whose cell and facet
+  integrals couple them (diffusion and boundary terms: k = m; a diffusivity of k depending
+  on m, Galerkin taxis: k != m), found symbolically and assembled from the residual's own
+  integrals; a block that depends neither on the state nor on time (constant coefficients)
+  is assembled once per run;
+* edge taxis: the entries of :meth:`tumorpde.taxis.EdgeTaxis.jacobian_entries`.
+
+All entries go into one PETSc matrix with a fixed COO pattern (``MatSetValuesCOO``), block
+size ``n``.  The default linear solver is GMRES preconditioned by a multiplicative composite
+of point-block Jacobi (the local kinetics with the transport diagonal, solved at every
+vertex) and an additive field split with one solve per species, AMG where the species'
+transport is stiff at the time step and ILU(0) elsewhere (:func:`default_options`,
+:meth:`SplitJacobian.preconditioner_options`).  Only P1 with lumped mass qualifies
+(otherwise reactions are not nodal); ``strategy = "auto"`` picks this strategy exactly then.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from mpi4py import MPI
+from petsc4py import PETSc
+
+import numpy as np
+
+from tumorpde.compat import import_dolfinx
+
+__all__ = ["SplitJacobian", "applicable", "default_options", "for_discretisation", "STRATEGIES"]
+
+log = logging.getLogger("tumorpde")
+
+import_dolfinx()
+import ufl  # noqa: E402
+from dolfinx import fem  # noqa: E402
+from dolfinx.fem import petsc as fpetsc  # noqa: E402
+from ufl.algorithms import expand_derivatives, expand_indices  # noqa: E402
+from ufl.algorithms.apply_algebra_lowering import apply_algebra_lowering  # noqa: E402
+
+STRATEGIES = ("auto", "split", "monolithic")
+
+
+def applicable(disc: Any) -> bool:
+    """Whether a discretisation has nodal kinetics (P1 with lumped mass)."""
+    return disc.degree == 1 and bool(disc.spec.config.discretisation.lumped_mass)
+
+
+def default_options(gdim: int) -> dict[str, Any]:
+    """Default PETSc options (without prefix) of the split strategy."""
+    from tumorpde.solver import NEWTON_OPTIONS
+
+    return {
+        **NEWTON_OPTIONS,
+        "ksp_type": "gmres",
+        "ksp_rtol": 1e-12,  # iterative error far below the values that positivity tests see
+        "ksp_atol": 1e-14,
+        "ksp_max_it": 2000,
+        "ksp_gmres_restart": 100,
+    }
+
+
+STIFF = 10.0  # species with dt * (transport diagonal / lumped mass) above this get AMG
+
+
+def for_discretisation(disc: Any) -> SplitJacobian:
+    """The split Jacobian of ``disc``, built on first use and kept with it.
+
+    Its forms and pattern depend on the discretisation only, so solvers created again
+    during a run (after a checkpoint) share it.
+    """
+    sj = disc.__dict__.get("_split_jacobian")
+    if sj is None:
+        sj = SplitJacobian(disc)
+        disc.__dict__["_split_jacobian"] = sj
+    return sj
+
+
+def _is_vertex(integral: Any) -> bool:
+    return integral.metadata().get("quadrature_rule") == "vertex"
+
+
+def _simplify(form: Any) -> Any:
+    """Expand derivatives and index sums, so that blocks that vanish have no integrals."""
+    return expand_indices(apply_algebra_lowering(expand_derivatives(form)))
+
+
+class SplitJacobian:
+    """Sparse Jacobian of a :class:`~tumorpde.discretisation.Discretisation` (P1, lumped mass)."""
+
+    def __init__(self, disc: Any) -> None:
+        """Build the forms and the fixed COO pattern (collective)."""
+        self.disc = disc
+        n = disc.n
+        self.n = n
+        V, V0 = disc.V, disc.V0
+        comm = disc.comm
+        imap = V.dofmap.index_map
+        self.nown = imap.size_local
+        self.nloc = imap.size_local + imap.num_ghosts
+        gnodes = np.asarray(imap.local_to_global(np.arange(self.nloc, dtype=np.int32)),
+                            dtype=np.int64)
+        gnodes0 = np.asarray(V0.dofmap.index_map.local_to_global(
+            np.arange(self.nloc, dtype=np.int32)), dtype=np.int64)
+        if not np.array_equal(gnodes, gnodes0):  # pragma: no cover - DOLFINx layout guard
+            raise RuntimeError("the component space and the blocked space number nodes differently")
+        self.gnodes = gnodes
+        F = disc.F_ufl
+        u = disc.u
+        v = ufl.TestFunction(V)
+        w, v0 = ufl.TrialFunction(V0), ufl.TestFunction(V0)
+
+        def unit(k: int, f: Any) -> Any:
+            return ufl.as_vector([f if i == k else 0 for i in range(n)]) if n > 1 else f
+
+        vertex = ufl.Form([it for it in F.integrals() if _is_vertex(it)])
+        other = [it for it in F.integrals() if not _is_vertex(it)]
+        # nodal blocks: column m of every vertex block is the vertex part differentiated along e_m
+        one = fem.Constant(disc.domain.mesh, PETSc.ScalarType(1.0))
+        self.nodal_forms = []
+        for m in range(n):
+            form = _simplify(ufl.derivative(vertex, u, unit(m, one)))
+            self.nodal_forms.append(fem.form(form) if form.integrals() else None)
+        self.nodal_vec = fem.Function(V)
+        # which entries of the vertex blocks can be non-zero (the diagonal always: the mass)
+        nz = np.eye(n, dtype=bool)
+        for k in range(n):
+            Vk = _simplify(ufl.replace(vertex, {v: unit(k, v0)}))
+            if not Vk.integrals():
+                continue
+            for m in range(n):
+                if not nz[k, m] and _simplify(ufl.derivative(Vk, u, unit(m, one))).integrals():
+                    nz[k, m] = True
+        self.nodal_pattern = nz
+        self._nodal_flat = np.flatnonzero(nz.ravel())
+        self._pointwise = self._pointwise_kinetics(vertex, v, unit, one)
+        # transport blocks (k, m) from the cell and facet integrals
+        self.blocks: list[tuple[int, int, Any, bool, PETSc.Mat]] = []
+        state_coeffs = {u, disc.u_n, disc.u_nm1}
+        if other:
+            other_form = ufl.Form(other)
+            for k in range(n):
+                Fk = _simplify(ufl.replace(other_form, {v: unit(k, v0)}))
+                if not Fk.integrals():
+                    continue
+                for m in range(n):
+                    Jkm = _simplify(ufl.derivative(Fk, u, unit(m, w)))
+                    if not Jkm.integrals():
+                        continue
+                    coeffs = set(ufl.algorithms.extract_coefficients(Jkm))
+                    consts = set(ufl.algorithms.analysis.extract_constants(Jkm))
+                    varies = bool(coeffs & state_coeffs) or disc.t in consts
+                    form = fem.form(Jkm)
+                    A = fpetsc.assemble_matrix(form)
+                    A.assemble()
+                    self.blocks.append((k, m, form, varies, A))
+        # pattern: transport CSR rows, nodal blocks, edge taxis, Dirichlet diagonal
+        rows, cols = [], []
+        self._block_sizes = []
+        for k, m, _f, _v, A in self.blocks:
+            r0, r1 = A.getOwnershipRange()
+            ip, jj, _ = A.getValuesCSR()
+            ip = np.asarray(ip, dtype=np.int64)
+            grow = np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(ip))
+            rows.append(grow * n + k)
+            cols.append(np.asarray(jj, dtype=np.int64) * n + m)
+            self._block_sizes.append(len(jj))
+        owned = gnodes[: self.nown]
+        kk, mm = np.divmod(self._nodal_flat, n)  # the (k, m) entries of every vertex block
+        rows.append((owned[:, None] * n + kk[None]).ravel())
+        cols.append((owned[:, None] * n + mm[None]).ravel())
+        self._taxis_count = 0
+        if disc.edge_taxis:
+            r, c, _ = self._taxis_entries()
+            rows.append(r)
+            cols.append(c)
+            self._taxis_count = len(r)
+        rows_a = np.concatenate(rows)
+        cols_a = np.concatenate(cols)
+        bc = disc.bc_global
+        if len(bc):
+            self.keep = ~(np.isin(rows_a, bc) | np.isin(cols_a, bc))
+        else:
+            self.keep = None
+        # Dirichlet dofs owned here: unit diagonal
+        rstart = imap.local_range[0] * n
+        rend = imap.local_range[1] * n
+        self.bc_owned = bc[(bc >= rstart) & (bc < rend)] if len(bc) else np.zeros(0, np.int64)
+        if self.keep is not None:
+            rows_a, cols_a = rows_a[self.keep], cols_a[self.keep]
+        rows_a = np.concatenate([rows_a, self.bc_owned])
+        cols_a = np.concatenate([cols_a, self.bc_owned])
+        self._constant_data: dict[int, np.ndarray] = {}
+        self.ncoo = len(rows_a)
+        self._rows = rows_a.astype(PETSc.IntType)
+        self._cols = cols_a.astype(PETSc.IntType)
+        self.comm: MPI.Comm = comm
+
+    def _pointwise_kinetics(self, vertex: Any, v: Any, unit: Any, one: Any) -> Any:
+        """Evaluation of the vertex blocks at the vertices themselves, or None.
+
+        With vertex quadrature the entry ``(k, m)`` of the block of vertex ``i`` is
+        ``m_i g_km(x_i)``, ``g_km`` the integrand differentiated along species ``m`` and
+        tested with species ``k``.  Assembling it visits every vertex once per cell around
+        it (about 6 times in 2D, 24 in 3D); evaluating ``g`` once per vertex (on one cell
+        that contains it) gives the same numbers when the integrand is continuous at the
+        vertices: cell integrals over the whole mesh of P1 functions and constants only (a
+        region-wise, cell-wise coefficient falls back to the assembly).
+        """
+        disc = self.disc
+        n = self.n
+        allowed = {disc.u, disc.u_n, disc.u_nm1}
+        for it in vertex.integrals():
+            if it.integral_type() != "cell" or it.subdomain_id() not in ("everywhere", "otherwise"):
+                return None
+        for c in ufl.algorithms.extract_coefficients(vertex):
+            if c in allowed:
+                continue
+            el = c.ufl_element()
+            if getattr(el, "embedded_superdegree", None) != 1 or "Lagrange" not in str(el):
+                return None
+        integrand = sum(it.integrand() for it in vertex.integrals())
+        entries = []
+        for flat in self._nodal_flat:
+            k, m = divmod(int(flat), n)
+            d = expand_derivatives(ufl.derivative(integrand, disc.u, unit(m, one)))
+            ek = ufl.as_vector([1.0 if i == k else 0.0 for i in range(n)]) if n > 1 else 1.0
+            entries.append(expand_derivatives(ufl.replace(d, {v: ek})))
+        V0 = disc.V0
+        expr = fem.Expression(ufl.as_vector(entries), V0.element.interpolation_points,
+                              comm=disc.comm)
+        # one cell for every owned vertex; its position among the cell's vertices
+        dofs = np.asarray(V0.dofmap.list)
+        per = dofs.shape[1]
+        uniq, first = np.unique(dofs.ravel(), return_index=True)
+        owned = uniq < self.nown
+        if int(owned.sum()) != self.nown:  # pragma: no cover - every owned vertex has a cell
+            return None
+        cell_of, local = first[owned] // per, first[owned] % per
+        cells, cell_pos = np.unique(cell_of, return_inverse=True)
+        meta = {"quadrature_rule": "vertex", "quadrature_degree": 1}
+        lumped = fem.Function(V0)
+        fem.assemble_vector(lumped.x.array, fem.form(ufl.TestFunction(V0) * ufl.dx(
+            domain=disc.domain.mesh, metadata=meta)))
+        lumped.x.scatter_reverse(_add())
+        mass = lumped.x.array[: self.nown].copy()
+        return expr, cells.astype(np.int32), cell_pos, local, mass
+
+    def transport_rates(self) -> np.ndarray:
+        """Per species, ``max_i A_ii / m_i`` of its transport block ``A`` (1/time; 0 without one).
+
+        ``dt`` times this rate is the squared number of cells that the species diffuses
+        across in a step of ``dt``; computed once (for the transport blocks at the initial state).
+        """
+        if getattr(self, "_rates", None) is not None:
+            return self._rates
+        meta = {"quadrature_rule": "vertex", "quadrature_degree": 1}
+        lumped = fem.Function(self.disc.V0)
+        fem.assemble_vector(lumped.x.array, fem.form(ufl.TestFunction(self.disc.V0) * ufl.dx(
+            domain=self.disc.domain.mesh, metadata=meta)))
+        lumped.x.scatter_reverse(_add())
+        mass = lumped.x.array[: self.nown]
+        rates = np.zeros(self.n)
+        for k, m, _form, _varies, A in self.blocks:
+            if k == m and self.nown:
+                diag = A.getDiagonal().array[: self.nown]
+                rates[k] = max(rates[k], float(np.max(diag / np.maximum(mass, 1e-300))))
+        self._rates = np.empty_like(rates)
+        self.comm.Allreduce(rates, self._rates, op=MPI.MAX)
+        return self._rates
+
+    def preconditioner_options(self, dt: float) -> dict[str, Any]:
+        """The default preconditioner (PETSc options without prefix).
+
+        Several species: a multiplicative composite of point-block Jacobi (the local
+        kinetics at every vertex, with the diagonal of the transport) and an additive field
+        split with one solve per species (``sub_1_fieldsplit_<k>_``); one species: its
+        transport preconditioner alone.  A species whose transport is stiff at the step
+        ``dt`` (``dt`` times :meth:`transport_rates` above :data:`STIFF`: it diffuses across
+        several cells in a step) gets smoothed-aggregation AMG; the others, whose matrices
+        are dominated by the mass, keep ILU(0) (block Jacobi with ILU(0) blocks in parallel).
+        """
+        n = self.n
+        stiff = dt * self.transport_rates()
+        if n == 1:
+            return {"pc_type": "gamg" if stiff[0] > STIFF else "bjacobi"}
+        opts: dict[str, Any] = {
+            "pc_type": "composite",
+            "pc_composite_type": "multiplicative",
+            "pc_composite_pcs": "pbjacobi,fieldsplit",
+            "sub_1_pc_fieldsplit_type": "additive",
+            "sub_1_pc_fieldsplit_block_size": n,
+        }
+        for k in range(n):
+            if stiff[k] > STIFF:
+                opts[f"sub_1_fieldsplit_{k}_pc_type"] = "gamg"
+        return opts
+
+    def _taxis_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        disc = self.disc
+        arr = disc.u.x.array
+        out = [et.jacobian_entries(arr, self.n) for et in disc.edge_taxis]
+        return (np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out]),
+                np.concatenate([o[2] for o in out]))
+
+    def create_matrix(self) -> PETSc.Mat:
+        """An AIJ matrix with the split pattern, block size ``n``."""
+        n = self.n
+        nrows = self.nown * n
+        A = PETSc.Mat().create(comm=self.comm)
+        A.setSizes([[nrows, PETSc.DECIDE], [nrows, PETSc.DECIDE]], bsize=n)
+        A.setType(PETSc.Mat.Type.AIJ)
+        # (PETSc may overwrite the index arrays in parallel: hand it copies)
+        A.setPreallocationCOO(self._rows.copy(), self._cols.copy())
+        A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
+        return A
+
+    def values(self) -> np.ndarray:
+        """COO values for the current state in ``disc.u``."""
+        disc = self.disc
+        n = self.n
+        parts = []
+        for idx, (_k, _m, form, varies, A) in enumerate(self.blocks):
+            if varies:
+                A.zeroEntries()
+                fpetsc.assemble_matrix(A, form)
+                A.assemble()
+            elif idx in self._constant_data:
+                parts.append(self._constant_data[idx])
+                continue
+            data = np.asarray(A.getValuesCSR()[2])
+            if len(data) != self._block_sizes[idx]:  # pragma: no cover - pattern guard
+                raise RuntimeError("the sparsity of a transport block changed")
+            if not varies:
+                self._constant_data[idx] = data
+            parts.append(data)
+        if self._pointwise is not None:
+            expr, cells, cell_pos, local, mass = self._pointwise
+            vals = expr.eval(self.disc.domain.mesh, cells)  # (cells, vertices, entries)
+            parts.append((vals[cell_pos, local, :] * mass[:, None]).ravel())
+        else:
+            blocks = np.zeros((self.nown, n, n))
+            vec = self.nodal_vec
+            for m, form in enumerate(self.nodal_forms):
+                if form is None:
+                    continue
+                vec.x.array[:] = 0.0
+                fem.assemble_vector(vec.x.array, form)
+                vec.x.scatter_reverse(_add())
+                blocks[:, :, m] = vec.x.array[: self.nown * n].reshape(self.nown, n)
+            parts.append(blocks.reshape(self.nown, n * n)[:, self._nodal_flat].ravel())
+        if disc.edge_taxis:
+            for et in disc.edge_taxis:
+                et.update()
+            parts.append(self._taxis_entries()[2])
+        vals = np.concatenate(parts)
+        if self.keep is not None:
+            vals = vals[self.keep]
+        return np.concatenate([vals, np.ones(len(self.bc_owned))])
+
+    def jacobian(self, snes: Any, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Mat) -> None:
+        """SNES Jacobian callback."""
+        disc = self.disc
+        x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
+        x.copy(disc.u.x.petsc_vec)
+        disc.u.x.scatter_forward()
+        J.setValuesCOO(self.values(), addv=PETSc.InsertMode.INSERT_VALUES)
+        J.assemble()
+
+
+
+def _add() -> Any:
+    from dolfinx import la
+
+    return la.InsertMode.add
