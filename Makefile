@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/find-python
 	$(PY) -c "import tumorpde.compat as c; c.import_dolfinx(); print('tumorpde set up:', c.versions())"
 	@touch $(STAMP)
 
-# the default simulation: the tme-2d scenario on $(NP) ranks (about 1-2 minutes)
+# the default simulation: the tme-2d scenario on $(NP) ranks (about 1 minute)
 demo: $(STAMP)
 	$(VENV)/bin/mpiexec -n $(NP) $(VENV)/bin/tumorpde run $(DEMO) -o out/demo
 

@@ -62,7 +62,7 @@ def test_tissue_section_runs_with_its_names(tmp_path):
     assert d.regions == {"seed": 1, "stroma": 2}
     assert d.boundaries == {"left": 1, "right": 2, "bottom": 3, "top": 4}
     assert area(d, 1) == pytest.approx(np.pi * 0.3**2, rel=6e-2)  # polygon in a circle
-    assert area(d) == pytest.approx(9.0, rel=1e-12)
+    assert area(d) == pytest.approx(4.5**2, rel=1e-12)
     # a model that uses the region and boundary names of the file
     (tmp_path / "m.toml").write_text("""
 [mesh]
