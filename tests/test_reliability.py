@@ -51,13 +51,20 @@ def rows(outdir: Path) -> int:
         return 0
 
 
-def wait_for(outdir: Path, min_rows: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    """Until the run has a checkpoint and at least ``min_rows`` observable rows."""
+def wait_for(outdir: Path, min_rows: int, proc: subprocess.Popen, timeout: float = 120) -> float:
+    """Until the run has a checkpoint and at least ``min_rows`` observable rows.
+
+    Returns the time the last two rows took (seconds per row on this machine)."""
     t0 = time.time()
+    seen: dict[int, float] = {}
     while not ((outdir / "checkpoint.h5").exists() and rows(outdir) >= min_rows):
         assert proc.poll() is None, "the run ended before it could be interrupted"
         assert time.time() - t0 < timeout
-        time.sleep(0.05)
+        seen.setdefault(rows(outdir), time.time())
+        time.sleep(0.02)
+    seen.setdefault(rows(outdir), time.time())
+    n = max(seen)
+    return (seen[n] - seen.get(n - 2, t0)) / 2
 
 
 def readable(outdir: Path) -> int:
@@ -116,10 +123,11 @@ def reference(tmp_path_factory) -> dict[int, Path]:
 def interrupt_and_resume(tmp_path: Path, ranks: int, sig: int, resume_ranks: int) -> Path:
     outdir = tmp_path / "run"
     proc = start(ranks, "run", "tme-2d", "-o", str(outdir), *SMALL)
-    wait_for(outdir, 6, proc)
+    per_row = wait_for(outdir, 4, proc)  # of 16 rows
     t0 = time.time()
     if sig == signal.SIGKILL:
-        time.sleep(random.Random(ranks).uniform(0.0, 1.5))  # any moment, not just after a row
+        # any moment, not just after a row, and long before the end on a fast machine too
+        time.sleep(random.Random(ranks).uniform(0.0, 2.0 * per_row))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
         assert json.loads((outdir / "run.json").read_text())["status"] == "running"
