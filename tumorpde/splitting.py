@@ -202,12 +202,29 @@ class SplitJacobian:
         sizes.append(len(self.bc_owned))
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.ncoo = int(self._offsets[-1])
-        self._values = np.zeros(self.ncoo)
-        self._values[self._offsets[-2]:] = 1.0
-        # constant transport blocks: their values go into the array once, the matrices go
+        # In parallel the values go to PETSc in this COO layout (MatSetValuesCOO), from an
+        # array that keeps the constant blocks.  On one process the matrix is built on
+        # CSR arrays that stay here (create_matrix), the values are added straight into
+        # them at the positions ``_pos`` of the COO entries, and the constant blocks keep
+        # their values in ``_constant`` (PETSc's COO maps and a COO values array cost
+        # 16-24 bytes per entry; this costs 4).
+        self.serial = comm.size == 1
+        self._csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._csr_handle = 0
+        self._pos: np.ndarray | None = None
+        self._constant: dict[int, np.ndarray] = {}
+        self._values = np.zeros(0 if self.serial else self.ncoo)
+        if not self.serial:
+            self._values[self._offsets[-2]:] = 1.0
+        # constant transport blocks: their values are kept, the matrices go
         for idx, (k, m, form, varies, A) in enumerate(self.blocks):
             if not varies:
-                self._put(idx, np.asarray(A.getValuesCSR()[2]))
+                data = np.asarray(A.getValuesCSR()[2])
+                if self.serial:
+                    keep = self._keep[idx]
+                    self._constant[idx] = data.copy() if keep is None else data[keep]
+                else:
+                    self._put(idx, data)
                 A.destroy()
                 self.blocks[idx] = (k, m, form, varies, None)
 
@@ -226,10 +243,14 @@ class SplitJacobian:
             yield et.coo_pattern(n)
 
     def _put(self, part: int, data: np.ndarray) -> None:
-        """Write the values of one part into the COO values array."""
+        """Write the values of one part into the COO values array (or add them to the CSR values)."""
         keep = self._keep[part]
-        dest = self._values[self._offsets[part]:self._offsets[part + 1]]
-        dest[:] = data if keep is None else data[keep]
+        lo, hi = self._offsets[part], self._offsets[part + 1]
+        if self.serial:
+            # the entries of one part are distinct, so a fancy-indexed add sums correctly
+            self._csr[2][self._pos[lo:hi]] += data if keep is None else data[keep]
+        else:
+            self._values[lo:hi] = data if keep is None else data[keep]
 
     def _pointwise_kinetics(self, vertex: Any, v: Any, unit: Any, one: Any) -> Any:
         """Evaluation of the vertex blocks at the vertices themselves, or None.
@@ -331,13 +352,8 @@ class SplitJacobian:
                 opts[f"sub_1_fieldsplit_{k}_pc_type"] = "gamg"
         return opts
 
-    def create_matrix(self) -> PETSc.Mat:
-        """An AIJ matrix with the split pattern, block size ``n``.
-
-        The COO indices are built here (PETSc keeps its own map from them) and not kept.
-        """
-        n = self.n
-        nrows = self.nown * n
+    def _coo_indices(self) -> tuple[np.ndarray, np.ndarray]:
+        """Global rows and columns of the whole COO layout (built when needed, not kept)."""
         rows = np.empty(self.ncoo, dtype=PETSc.IntType)
         cols = np.empty(self.ncoo, dtype=PETSc.IntType)
         for part, (r, c) in enumerate(self._parts()):
@@ -347,6 +363,40 @@ class SplitJacobian:
             cols[lo:hi] = c if keep is None else c[keep]
         rows[self._offsets[-2]:] = self.bc_owned
         cols[self._offsets[-2]:] = self.bc_owned
+        return rows, cols
+
+    def create_matrix(self) -> PETSc.Mat:
+        """An AIJ matrix with the split pattern, block size ``n``.
+
+        In parallel the COO indices are built here for PETSc (which keeps its own map from
+        them) and not kept.  On one process the matrix is built on CSR arrays held here,
+        which :meth:`values` fills in place; a matrix created earlier gets its values copied.
+        """
+        n = self.n
+        nrows = self.nown * n
+        if self.serial:
+            rows, cols = self._coo_indices()
+            keys = rows.astype(np.int64) * nrows
+            del rows
+            keys += cols
+            del cols
+            uniq, inv = np.unique(keys, return_inverse=True)
+            del keys
+            self._pos = inv.astype(np.int32)
+            del inv
+            counts = np.bincount(uniq // nrows, minlength=nrows)
+            ip = np.zeros(nrows + 1, dtype=PETSc.IntType)
+            np.cumsum(counts, out=ip[1:])
+            jj = (uniq % nrows).astype(PETSc.IntType)
+            del uniq
+            self._csr = (ip, jj, np.zeros(len(jj)))
+            A = PETSc.Mat().createAIJWithArrays([nrows, nrows], self._csr, comm=self.comm)
+            A.setBlockSize(n)  # (createAIJWithArrays leaves it at 1 on one process)
+            A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
+            A.assemble()
+            self._csr_handle = A.handle
+            return A
+        rows, cols = self._coo_indices()
         A = PETSc.Mat().create(comm=self.comm)
         A.setSizes([[nrows, PETSc.DECIDE], [nrows, PETSc.DECIDE]], bsize=n)
         A.setType(PETSc.Mat.Type.AIJ)
@@ -355,12 +405,22 @@ class SplitJacobian:
         return A
 
     def values(self) -> np.ndarray:
-        """COO values for the current state in ``disc.u`` (an array kept and reused)."""
+        """The Jacobian's values for the current state in ``disc.u`` (after :meth:`create_matrix`).
+
+        In parallel the COO values (an array kept and reused), on one process the CSR
+        values of the last matrix created.
+        """
         disc = self.disc
         n = self.n
         nblocks = len(self.blocks)
+        if self.serial:
+            ip, jj, csr = self._csr
+            csr[:] = 0.0
+            for idx, data in self._constant.items():
+                csr[self._pos[self._offsets[idx]:self._offsets[idx + 1]]] += data
+            csr[self._pos[self._offsets[-2]:]] += 1.0
         for idx, (_k, _m, form, varies, A) in enumerate(self.blocks):
-            if not varies:  # written once, at set-up
+            if not varies:  # in the values array since set-up, or in _constant
                 continue
             A.zeroEntries()
             fpetsc.assemble_matrix(A, form)
@@ -392,13 +452,13 @@ class SplitJacobian:
         for q, et in enumerate(disc.edge_taxis):
             p = part + 1 + q
             et.update()
-            if self._keep[p] is None:
+            if self._keep[p] is None and not self.serial:
                 et.coo_values(arr, n, self._values[self._offsets[p]:self._offsets[p + 1]])
             else:
                 full = np.empty(et.coo_size())
                 et.coo_values(arr, n, full)
                 self._put(p, full)
-        return self._values
+        return self._csr[2] if self.serial else self._values
 
     def jacobian(self, snes: Any, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Mat) -> None:
         """SNES Jacobian callback."""
@@ -406,7 +466,12 @@ class SplitJacobian:
         x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
         x.copy(disc.u.x.petsc_vec)
         disc.u.x.scatter_forward()
-        J.setValuesCOO(self.values(), addv=PETSc.InsertMode.INSERT_VALUES)
+        vals = self.values()
+        if not self.serial:
+            J.setValuesCOO(vals, addv=PETSc.InsertMode.INSERT_VALUES)
+        elif J.handle != self._csr_handle:  # a matrix created before the last one
+            ip, jj, _ = self._csr
+            J.setValuesCSR(ip, jj, vals, addv=PETSc.InsertMode.INSERT_VALUES)
         J.assemble()
 
 
