@@ -72,6 +72,7 @@ def default_options(gdim: int) -> dict[str, Any]:
     }
 
 
+POINTWISE_CHUNK = 2048  # cells per evaluation of the pointwise kinetics blocks
 STIFF = 10.0  # species with dt * (transport diagonal / lumped mass) above this get AMG
 
 
@@ -247,8 +248,7 @@ class SplitJacobian:
         keep = self._keep[part]
         lo, hi = self._offsets[part], self._offsets[part + 1]
         if self.serial:
-            # the entries of one part are distinct, so a fancy-indexed add sums correctly
-            self._csr[2][self._pos[lo:hi]] += data if keep is None else data[keep]
+            np.add.at(self._csr[2], self._pos[lo:hi], data if keep is None else data[keep])
         else:
             self._values[lo:hi] = data if keep is None else data[keep]
 
@@ -300,7 +300,16 @@ class SplitJacobian:
             domain=disc.domain.mesh, metadata=meta)))
         lumped.x.scatter_reverse(_add())
         mass = lumped.x.array[: self.nown].copy()
-        return expr, cells.astype(np.int32), cell_pos, local, mass
+        # evaluated in chunks of cells, so that the (cells, vertices, entries) array stays small
+        order = np.argsort(cell_pos, kind="stable")
+        starts = np.arange(0, len(cells), POINTWISE_CHUNK)
+        bounds = np.append(np.searchsorted(cell_pos[order], starts), len(order))
+        chunks = []
+        for c0, lo, hi in zip(starts, bounds[:-1], bounds[1:], strict=True):
+            verts = order[lo:hi]
+            chunks.append((cells[c0:c0 + POINTWISE_CHUNK].astype(np.int32), verts,
+                           cell_pos[verts] - c0, local[verts]))
+        return expr, chunks, mass
 
     def transport_rates(self) -> np.ndarray:
         """Per species, ``max_i A_ii / m_i`` of its transport block ``A`` (1/time; 0 without one).
@@ -417,8 +426,8 @@ class SplitJacobian:
             ip, jj, csr = self._csr
             csr[:] = 0.0
             for idx, data in self._constant.items():
-                csr[self._pos[self._offsets[idx]:self._offsets[idx + 1]]] += data
-            csr[self._pos[self._offsets[-2]:]] += 1.0
+                np.add.at(csr, self._pos[self._offsets[idx]:self._offsets[idx + 1]], data)
+            np.add.at(csr, self._pos[self._offsets[-2]:], 1.0)
         for idx, (_k, _m, form, varies, A) in enumerate(self.blocks):
             if not varies:  # in the values array since set-up, or in _constant
                 continue
@@ -431,12 +440,13 @@ class SplitJacobian:
             self._put(idx, data)
         part = nblocks
         if self._pointwise is not None:
-            expr, cells, cell_pos, local, mass = self._pointwise
-            vals = expr.eval(self.disc.domain.mesh, cells)  # (cells, vertices, entries)
-            picked = vals[cell_pos, local, :]
-            del vals
-            picked *= mass[:, None]
-            self._put(part, picked.ravel())
+            expr, chunks, mass = self._pointwise
+            nodal = np.empty((self.nown, len(self._nodal_flat)))
+            for cells, verts, cell_pos, local in chunks:
+                vals = expr.eval(self.disc.domain.mesh, cells)  # (cells, vertices, entries)
+                nodal[verts] = vals[cell_pos, local, :]
+            nodal *= mass[:, None]
+            self._put(part, nodal.ravel())
         else:
             blocks = np.zeros((self.nown, n, n))
             vec = self.nodal_vec
