@@ -16,10 +16,15 @@ Newton tolerances) with the same (exact) Jacobian, stored with only the coupling
   on m, Galerkin taxis: k != m), found symbolically and assembled from the residual's own
   integrals; a block that depends neither on the state nor on time (constant coefficients)
   is assembled once per run;
-* edge taxis: the entries of :meth:`tumorpde.taxis.EdgeTaxis.jacobian_entries`.
+* edge taxis: the entries of :meth:`tumorpde.taxis.EdgeTaxis.coo_pattern` (each entry
+  once, the pieces that land on it summed per edge and per node).
 
-All entries go into one PETSc matrix with a fixed COO pattern (``MatSetValuesCOO``), block
-size ``n``.  The default linear solver is GMRES preconditioned by a multiplicative composite
+The sparsity is fixed: the values of every evaluation go into one layout (transport blocks,
+vertex blocks, edge taxis, Dirichlet diagonal), whose indices are built only when a matrix
+is created.  In parallel the values go to PETSc through that COO layout
+(``MatSetValuesCOO``); on one process the AIJ matrix is built on CSR arrays kept here and
+the values are added in place (no COO maps, no COO values array).  Block size ``n``.
+The default linear solver is GMRES preconditioned by a multiplicative composite
 of point-block Jacobi (the local kinetics with the transport diagonal, solved at every
 vertex) and an additive field split with one solve per species, AMG where the species'
 transport is stiff at the time step and ILU(0) elsewhere (:func:`default_options`,
