@@ -1,6 +1,7 @@
 """Resident memory of the phases of the split strategy, in bytes per unknown (Linux, 1 rank).
 
-``python -m benchmarks.memory_profile CONFIG CELLS [solver.option=value ...]``, e.g.
+``python -m benchmarks.memory_profile CONFIG CELLS [option=value ...]`` (options as in the
+``[solver]`` table), e.g.
 ``python -m benchmarks.memory_profile tme-3d "[20, 20, 20]"``.
 
 Runs the phases of two Newton iterations one by one (set-up, residuals, Jacobians,
