@@ -16,10 +16,15 @@ Newton tolerances) with the same (exact) Jacobian, stored with only the coupling
   on m, Galerkin taxis: k != m), found symbolically and assembled from the residual's own
   integrals; a block that depends neither on the state nor on time (constant coefficients)
   is assembled once per run;
-* edge taxis: the entries of :meth:`tumorpde.taxis.EdgeTaxis.jacobian_entries`.
+* edge taxis: the entries of :meth:`tumorpde.taxis.EdgeTaxis.coo_pattern` (each entry
+  once, the pieces that land on it summed per edge and per node).
 
-All entries go into one PETSc matrix with a fixed COO pattern (``MatSetValuesCOO``), block
-size ``n``.  The default linear solver is GMRES preconditioned by a multiplicative composite
+The sparsity is fixed: the values of every evaluation go into one layout (transport blocks,
+vertex blocks, edge taxis, Dirichlet diagonal), whose indices are built only when a matrix
+is created.  In parallel the values go to PETSc through that COO layout
+(``MatSetValuesCOO``); on one process the AIJ matrix is built on CSR arrays kept here and
+the values are added in place (no COO maps, no COO values array).  Block size ``n``.
+The default linear solver is GMRES preconditioned by a multiplicative composite
 of point-block Jacobi (the local kinetics with the transport diagonal, solved at every
 vertex) and an additive field split with one solve per species, AMG where the species'
 transport is stiff at the time step and ILU(0) elsewhere (:func:`default_options`,
@@ -72,6 +77,7 @@ def default_options(gdim: int) -> dict[str, Any]:
     }
 
 
+POINTWISE_CHUNK = 2048  # cells per evaluation of the pointwise kinetics blocks
 STIFF = 10.0  # species with dt * (transport diagonal / lumped mass) above this get AMG
 
 
@@ -117,6 +123,7 @@ class SplitJacobian:
         if not np.array_equal(gnodes, gnodes0):  # pragma: no cover - DOLFINx layout guard
             raise RuntimeError("the component space and the blocked space number nodes differently")
         self.gnodes = gnodes
+        self._row_start = imap.local_range[0]
         F = disc.F_ufl
         u = disc.u
         v = ufl.TestFunction(V)
@@ -166,47 +173,89 @@ class SplitJacobian:
                     A = fpetsc.assemble_matrix(form)
                     A.assemble()
                     self.blocks.append((k, m, form, varies, A))
-        # pattern: transport CSR rows, nodal blocks, edge taxis, Dirichlet diagonal
-        rows, cols = [], []
-        self._block_sizes = []
-        for k, m, _f, _v, A in self.blocks:
-            r0, r1 = A.getOwnershipRange()
-            ip, jj, _ = A.getValuesCSR()
-            ip = np.asarray(ip, dtype=np.int64)
-            grow = np.repeat(np.arange(r0, r1, dtype=np.int64), np.diff(ip))
-            rows.append(grow * n + k)
-            cols.append(np.asarray(jj, dtype=np.int64) * n + m)
-            self._block_sizes.append(len(jj))
-        owned = gnodes[: self.nown]
-        kk, mm = np.divmod(self._nodal_flat, n)  # the (k, m) entries of every vertex block
-        rows.append((owned[:, None] * n + kk[None]).ravel())
-        cols.append((owned[:, None] * n + mm[None]).ravel())
-        self._taxis_count = 0
-        if disc.edge_taxis:
-            r, c, _ = self._taxis_entries()
-            rows.append(r)
-            cols.append(c)
-            self._taxis_count = len(r)
-        rows_a = np.concatenate(rows)
-        cols_a = np.concatenate(cols)
-        bc = disc.bc_global
-        if len(bc):
-            self.keep = ~(np.isin(rows_a, bc) | np.isin(cols_a, bc))
-        else:
-            self.keep = None
-        # Dirichlet dofs owned here: unit diagonal
-        rstart = imap.local_range[0] * n
-        rend = imap.local_range[1] * n
-        self.bc_owned = bc[(bc >= rstart) & (bc < rend)] if len(bc) else np.zeros(0, np.int64)
-        if self.keep is not None:
-            rows_a, cols_a = rows_a[self.keep], cols_a[self.keep]
-        rows_a = np.concatenate([rows_a, self.bc_owned])
-        cols_a = np.concatenate([cols_a, self.bc_owned])
-        self._constant_data: dict[int, np.ndarray] = {}
-        self.ncoo = len(rows_a)
-        self._rows = rows_a.astype(PETSc.IntType)
-        self._cols = cols_a.astype(PETSc.IntType)
         self.comm: MPI.Comm = comm
+        self.bc = disc.bc_global
+        rstart, rend = imap.local_range[0] * n, imap.local_range[1] * n
+        # Dirichlet dofs owned here: unit diagonal
+        self.bc_owned = (self.bc[(self.bc >= rstart) & (self.bc < rend)] if len(self.bc)
+                         else np.zeros(0, np.int64))
+        self._rates: np.ndarray | None = None
+        self.transport_rates()  # at the initial state, before constant blocks drop their matrices
+        # The COO layout: one part per transport block, the vertex blocks, one part per
+        # edge-taxis species, the Dirichlet diagonal.  The values array is kept and filled
+        # in place; the indices are only built when a matrix is created (create_matrix).
+        # Entries in Dirichlet rows or columns are dropped (``_keep``, only with Dirichlet dofs).
+        self._patterns: list[tuple[np.ndarray, np.ndarray]] = []
+        self._block_pattern: list[int] = []
+        for _k, _m, _f, _v, A in self.blocks:
+            ip, jj, _ = A.getValuesCSR()
+            ip, jj = ip.astype(np.int32), jj.astype(np.int32)
+            for q, (ip0, jj0) in enumerate(self._patterns):  # blocks share their sparsity
+                if np.array_equal(ip0, ip) and np.array_equal(jj0, jj):
+                    self._block_pattern.append(q)
+                    break
+            else:
+                self._block_pattern.append(len(self._patterns))
+                self._patterns.append((ip, jj))
+        self._keep: list[np.ndarray | None] = []
+        sizes = []
+        for rows, cols in self._parts():
+            keep = None
+            if len(self.bc):
+                keep = ~(np.isin(rows, self.bc) | np.isin(cols, self.bc))
+            self._keep.append(keep)
+            sizes.append(len(rows) if keep is None else int(keep.sum()))
+        sizes.append(len(self.bc_owned))
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.ncoo = int(self._offsets[-1])
+        # In parallel the values go to PETSc in this COO layout (MatSetValuesCOO), from an
+        # array that keeps the constant blocks.  On one process the matrix is built on
+        # CSR arrays that stay here (create_matrix), the values are added straight into
+        # them at the positions ``_pos`` of the COO entries, and the constant blocks keep
+        # their values in ``_constant`` (PETSc's COO maps and a COO values array cost
+        # 16-24 bytes per entry; this costs 4).
+        self.serial = comm.size == 1
+        self._csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._csr_handle = 0
+        self._pos: np.ndarray | None = None
+        self._constant: dict[int, np.ndarray] = {}
+        self._values = np.zeros(0 if self.serial else self.ncoo)
+        if not self.serial:
+            self._values[self._offsets[-2]:] = 1.0
+        # constant transport blocks: their values are kept, the matrices go
+        for idx, (k, m, form, varies, A) in enumerate(self.blocks):
+            if not varies:
+                data = np.asarray(A.getValuesCSR()[2])
+                if self.serial:
+                    keep = self._keep[idx]
+                    self._constant[idx] = data.copy() if keep is None else data[keep]
+                else:
+                    self._put(idx, data)
+                A.destroy()
+                self.blocks[idx] = (k, m, form, varies, None)
+
+    def _parts(self) -> Any:
+        """Global (row, column) index arrays of every part of the COO layout, in order."""
+        n = self.n
+        for idx, (k, m, _f, _v, _A) in enumerate(self.blocks):
+            ip, jj = self._patterns[self._block_pattern[idx]]
+            r0 = int(self._row_start)
+            grow = np.repeat(np.arange(r0, r0 + len(ip) - 1, dtype=np.int64), np.diff(ip))
+            yield grow * n + k, jj.astype(np.int64) * n + m
+        owned = self.gnodes[: self.nown]
+        kk, mm = np.divmod(self._nodal_flat, n)  # the (k, m) entries of every vertex block
+        yield (owned[:, None] * n + kk[None]).ravel(), (owned[:, None] * n + mm[None]).ravel()
+        for et in self.disc.edge_taxis:
+            yield et.coo_pattern(n)
+
+    def _put(self, part: int, data: np.ndarray) -> None:
+        """Write the values of one part into the COO values array (or add them to the CSR values)."""
+        keep = self._keep[part]
+        lo, hi = self._offsets[part], self._offsets[part + 1]
+        if self.serial:
+            np.add.at(self._csr[2], self._pos[lo:hi], data if keep is None else data[keep])
+        else:
+            self._values[lo:hi] = data if keep is None else data[keep]
 
     def _pointwise_kinetics(self, vertex: Any, v: Any, unit: Any, one: Any) -> Any:
         """Evaluation of the vertex blocks at the vertices themselves, or None.
@@ -256,7 +305,16 @@ class SplitJacobian:
             domain=disc.domain.mesh, metadata=meta)))
         lumped.x.scatter_reverse(_add())
         mass = lumped.x.array[: self.nown].copy()
-        return expr, cells.astype(np.int32), cell_pos, local, mass
+        # evaluated in chunks of cells, so that the (cells, vertices, entries) array stays small
+        order = np.argsort(cell_pos, kind="stable")
+        starts = np.arange(0, len(cells), POINTWISE_CHUNK)
+        bounds = np.append(np.searchsorted(cell_pos[order], starts), len(order))
+        chunks = []
+        for c0, lo, hi in zip(starts, bounds[:-1], bounds[1:], strict=True):
+            verts = order[lo:hi]
+            chunks.append((cells[c0:c0 + POINTWISE_CHUNK].astype(np.int32), verts,
+                           cell_pos[verts] - c0, local[verts]))
+        return expr, chunks, mass
 
     def transport_rates(self) -> np.ndarray:
         """Per species, ``max_i A_ii / m_i`` of its transport block ``A`` (1/time; 0 without one).
@@ -264,7 +322,7 @@ class SplitJacobian:
         ``dt`` times this rate is the squared number of cells that the species diffuses
         across in a step of ``dt``; computed once (for the transport blocks at the initial state).
         """
-        if getattr(self, "_rates", None) is not None:
+        if self._rates is not None:
             return self._rates
         meta = {"quadrature_rule": "vertex", "quadrature_degree": 1}
         lumped = fem.Function(self.disc.V0)
@@ -274,7 +332,7 @@ class SplitJacobian:
         mass = lumped.x.array[: self.nown]
         rates = np.zeros(self.n)
         for k, m, _form, _varies, A in self.blocks:
-            if k == m and self.nown:
+            if k == m and self.nown and A is not None:
                 diag = A.getDiagonal().array[: self.nown]
                 rates[k] = max(rates[k], float(np.max(diag / np.maximum(mass, 1e-300))))
         self._rates = np.empty_like(rates)
@@ -308,48 +366,92 @@ class SplitJacobian:
                 opts[f"sub_1_fieldsplit_{k}_pc_type"] = "gamg"
         return opts
 
-    def _taxis_entries(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        disc = self.disc
-        arr = disc.u.x.array
-        out = [et.jacobian_entries(arr, self.n) for et in disc.edge_taxis]
-        return (np.concatenate([o[0] for o in out]), np.concatenate([o[1] for o in out]),
-                np.concatenate([o[2] for o in out]))
+    def _coo_indices(self) -> tuple[np.ndarray, np.ndarray]:
+        """Global rows and columns of the whole COO layout (built when needed, not kept)."""
+        rows = np.empty(self.ncoo, dtype=PETSc.IntType)
+        cols = np.empty(self.ncoo, dtype=PETSc.IntType)
+        for part, (r, c) in enumerate(self._parts()):
+            keep = self._keep[part]
+            lo, hi = self._offsets[part], self._offsets[part + 1]
+            rows[lo:hi] = r if keep is None else r[keep]
+            cols[lo:hi] = c if keep is None else c[keep]
+        rows[self._offsets[-2]:] = self.bc_owned
+        cols[self._offsets[-2]:] = self.bc_owned
+        return rows, cols
 
     def create_matrix(self) -> PETSc.Mat:
-        """An AIJ matrix with the split pattern, block size ``n``."""
+        """An AIJ matrix with the split pattern, block size ``n``.
+
+        In parallel the COO indices are built here for PETSc (which keeps its own map from
+        them) and not kept.  On one process the matrix is built on CSR arrays held here,
+        which :meth:`values` fills in place; a matrix created earlier gets its values copied.
+        """
         n = self.n
         nrows = self.nown * n
+        if self.serial:
+            rows, cols = self._coo_indices()
+            keys = rows.astype(np.int64) * nrows
+            del rows
+            keys += cols
+            del cols
+            uniq, inv = np.unique(keys, return_inverse=True)
+            del keys
+            self._pos = inv.astype(np.int32)
+            del inv
+            counts = np.bincount(uniq // nrows, minlength=nrows)
+            ip = np.zeros(nrows + 1, dtype=PETSc.IntType)
+            np.cumsum(counts, out=ip[1:])
+            jj = (uniq % nrows).astype(PETSc.IntType)
+            del uniq
+            self._csr = (ip, jj, np.zeros(len(jj)))
+            A = PETSc.Mat().createAIJWithArrays([nrows, nrows], self._csr, comm=self.comm)
+            A.setBlockSize(n)  # (createAIJWithArrays leaves it at 1 on one process)
+            A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
+            A.assemble()
+            self._csr_handle = A.handle
+            return A
+        rows, cols = self._coo_indices()
         A = PETSc.Mat().create(comm=self.comm)
         A.setSizes([[nrows, PETSc.DECIDE], [nrows, PETSc.DECIDE]], bsize=n)
         A.setType(PETSc.Mat.Type.AIJ)
-        # (PETSc may overwrite the index arrays in parallel: hand it copies)
-        A.setPreallocationCOO(self._rows.copy(), self._cols.copy())
+        A.setPreallocationCOO(rows, cols)  # (PETSc may overwrite them in parallel)
         A.setOption(PETSc.Mat.Option.NEW_NONZERO_ALLOCATION_ERR, True)
         return A
 
     def values(self) -> np.ndarray:
-        """COO values for the current state in ``disc.u``."""
+        """The Jacobian's values for the current state in ``disc.u`` (after :meth:`create_matrix`).
+
+        In parallel the COO values (an array kept and reused), on one process the CSR
+        values of the last matrix created.
+        """
         disc = self.disc
         n = self.n
-        parts = []
+        nblocks = len(self.blocks)
+        if self.serial:
+            ip, jj, csr = self._csr
+            csr[:] = 0.0
+            for idx, data in self._constant.items():
+                np.add.at(csr, self._pos[self._offsets[idx]:self._offsets[idx + 1]], data)
+            np.add.at(csr, self._pos[self._offsets[-2]:], 1.0)
         for idx, (_k, _m, form, varies, A) in enumerate(self.blocks):
-            if varies:
-                A.zeroEntries()
-                fpetsc.assemble_matrix(A, form)
-                A.assemble()
-            elif idx in self._constant_data:
-                parts.append(self._constant_data[idx])
+            if not varies:  # in the values array since set-up, or in _constant
                 continue
+            A.zeroEntries()
+            fpetsc.assemble_matrix(A, form)
+            A.assemble()
             data = np.asarray(A.getValuesCSR()[2])
-            if len(data) != self._block_sizes[idx]:  # pragma: no cover - pattern guard
+            if len(data) != len(self._patterns[self._block_pattern[idx]][1]):  # pragma: no cover
                 raise RuntimeError("the sparsity of a transport block changed")
-            if not varies:
-                self._constant_data[idx] = data
-            parts.append(data)
+            self._put(idx, data)
+        part = nblocks
         if self._pointwise is not None:
-            expr, cells, cell_pos, local, mass = self._pointwise
-            vals = expr.eval(self.disc.domain.mesh, cells)  # (cells, vertices, entries)
-            parts.append((vals[cell_pos, local, :] * mass[:, None]).ravel())
+            expr, chunks, mass = self._pointwise
+            nodal = np.empty((self.nown, len(self._nodal_flat)))
+            for cells, verts, cell_pos, local in chunks:
+                vals = expr.eval(self.disc.domain.mesh, cells)  # (cells, vertices, entries)
+                nodal[verts] = vals[cell_pos, local, :]
+            nodal *= mass[:, None]
+            self._put(part, nodal.ravel())
         else:
             blocks = np.zeros((self.nown, n, n))
             vec = self.nodal_vec
@@ -360,15 +462,18 @@ class SplitJacobian:
                 fem.assemble_vector(vec.x.array, form)
                 vec.x.scatter_reverse(_add())
                 blocks[:, :, m] = vec.x.array[: self.nown * n].reshape(self.nown, n)
-            parts.append(blocks.reshape(self.nown, n * n)[:, self._nodal_flat].ravel())
-        if disc.edge_taxis:
-            for et in disc.edge_taxis:
-                et.update()
-            parts.append(self._taxis_entries()[2])
-        vals = np.concatenate(parts)
-        if self.keep is not None:
-            vals = vals[self.keep]
-        return np.concatenate([vals, np.ones(len(self.bc_owned))])
+            self._put(part, blocks.reshape(self.nown, n * n)[:, self._nodal_flat].ravel())
+        arr = disc.u.x.array
+        for q, et in enumerate(disc.edge_taxis):
+            p = part + 1 + q
+            et.update()
+            if self._keep[p] is None and not self.serial:
+                et.coo_values(arr, n, self._values[self._offsets[p]:self._offsets[p + 1]])
+            else:
+                full = np.empty(et.coo_size())
+                et.coo_values(arr, n, full)
+                self._put(p, full)
+        return self._csr[2] if self.serial else self._values
 
     def jacobian(self, snes: Any, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Mat) -> None:
         """SNES Jacobian callback."""
@@ -376,7 +481,12 @@ class SplitJacobian:
         x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
         x.copy(disc.u.x.petsc_vec)
         disc.u.x.scatter_forward()
-        J.setValuesCOO(self.values(), addv=PETSc.InsertMode.INSERT_VALUES)
+        vals = self.values()
+        if not self.serial:
+            J.setValuesCOO(vals, addv=PETSc.InsertMode.INSERT_VALUES)
+        elif J.handle != self._csr_handle:  # a matrix created before the last one
+            ip, jj, _ = self._csr
+            J.setValuesCSR(ip, jj, vals, addv=PETSc.InsertMode.INSERT_VALUES)
         J.assemble()
 
 

@@ -86,6 +86,8 @@ class EdgeGraph:
         self.global_nodes = np.asarray(
             node_map.local_to_global(np.arange(n_local, dtype=np.int32)), dtype=np.int64)
         self.min_weight = float(self.w.min()) if len(self.w) else 0.0
+        #: the local nodes that lie on an edge (sorted)
+        self.nodes = np.unique(np.concatenate([self.i, self.j]))
 
 
 @dataclass
@@ -165,35 +167,99 @@ class EdgeTaxis:
         flux -= np.bincount(g.j, weights=r, minlength=g.n_local)
         b[self.k::n][: g.n_local] += flux
 
-    def jacobian_entries(self, u: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Global (row, column, value) Jacobian entries of the edge fluxes."""
-        g = self.graph
-        i, j, w = g.i, g.j, g.w
+    def _pieces(self, u: np.ndarray, n: int) -> Any:
+        """The Jacobian entries of row ``i`` of every edge, one piece at a time.
+
+        Yields ``(side, component, values)``: ``values[e]`` is the derivative of the flux of
+        edge ``e`` (added to row ``i``, subtracted from row ``j``) with respect to
+        ``component`` at node ``i`` (side 0) or ``j`` (side 1).
+        """
+        w = self.graph.w
         per_term, active, d, du, _ = self._edge_terms(u, n)
-        gn = g.global_nodes
-        row = gn[i] * n + self.k
-        rows, cols, vals = [], [], []
+        i, j = self.graph.i, self.graph.j
         for t, (v, sbar, gmax) in zip(self.terms, per_term, strict=True):
             # d/ds_j and d/ds_i (including the kink of the shared artificial diffusion)
             dd_dv = np.where(active, w * np.sign(v) * 0.5 * gmax, 0.0)
             a = w * sbar + dd_dv * du
-            rows += [row, row]
-            cols += [gn[j] * n + t.m, gn[i] * n + t.m]
-            vals += [a, -a]
+            yield 1, t.m, a
+            yield 0, t.m, -a
             # sensitivity dependence on every component it involves
             for comp, f in t.dS.items():
                 dsv = f.x.array
-                rows += [row, row]
-                cols += [gn[i] * n + comp, gn[j] * n + comp]
-                vals += [0.5 * w * v * dsv[i], 0.5 * w * v * dsv[j]]
+                yield 0, comp, 0.5 * w * v * dsv[i]
+                yield 1, comp, 0.5 * w * v * dsv[j]
         # artificial diffusion acting on the moving species
-        rows += [row, row]
-        cols += [gn[i] * n + self.k, gn[j] * n + self.k]
-        vals += [d, -d]
+        yield 0, self.k, d
+        yield 1, self.k, -d
+
+    def jacobian_entries(self, u: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Global (row, column, value) Jacobian entries of the edge fluxes (with repeats)."""
+        g = self.graph
+        gn = g.global_nodes
+        ends = (gn[g.i], gn[g.j])
+        row = ends[0] * n + self.k
+        rows, cols, vals = [], [], []
+        for side, comp, val in self._pieces(u, n):
+            rows.append(row)
+            cols.append(ends[side] * n + comp)
+            vals.append(val)
         # row j receives the opposite flux
         r_i, c_i, v_i = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
-        r_j = np.tile(gn[j] * n + self.k, len(rows))
+        r_j = np.tile(ends[1] * n + self.k, len(rows))
         return np.concatenate([r_i, r_j]), np.concatenate([c_i, c_i]), np.concatenate([v_i, -v_i])
+
+    def components(self) -> list[int]:
+        """The components that the fluxes of this species depend on (sorted)."""
+        comps = {self.k}
+        for t in self.terms:
+            comps.add(t.m)
+            comps.update(t.dS)
+        return sorted(comps)
+
+    def coo_size(self) -> int:
+        """Number of entries of :meth:`coo_pattern` and :meth:`coo_values`."""
+        g = self.graph
+        return len(self.components()) * (2 * len(g.i) + len(g.nodes))
+
+    def coo_pattern(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Global (row, column) of the Jacobian entries, each pair once.
+
+        For every component ``c`` of :meth:`components`: the entries ``(i, j)`` and
+        ``(j, i)`` of every edge, then the diagonal entry of every node on an edge
+        (rows and columns ``node * n + k`` and ``node * n + c``).  The sparsity is fixed,
+        so this is computed when the matrix is created and :meth:`coo_values` gives the
+        values in the same order.
+        """
+        g = self.graph
+        gn = g.global_nodes
+        gi, gj, gv = gn[g.i], gn[g.j], gn[g.nodes]
+        rows = np.concatenate([gi * n + self.k, gj * n + self.k, gv * n + self.k])
+        cols = [np.concatenate([gj * n + c, gi * n + c, gv * n + c]) for c in self.components()]
+        return np.tile(rows, len(cols)), np.concatenate(cols)
+
+    def coo_values(self, u: np.ndarray, n: int, out: np.ndarray) -> None:
+        """Write the values of :meth:`coo_pattern` for the state ``u`` into ``out``.
+
+        The pieces of :meth:`jacobian_entries` that land on the same entry are summed
+        here: per edge for the entries ``(i, j)`` and ``(j, i)``, per node for the diagonal.
+        """
+        g = self.graph
+        ne, nv = len(g.i), len(g.nodes)
+        comps = self.components()
+        slot = {c: q for q, c in enumerate(comps)}
+        # per component: sum over pieces of the derivative w.r.t. node i (side 0) and j (side 1)
+        side_sum = np.zeros((len(comps), 2, ne))
+        for side, comp, val in self._pieces(u, n):
+            side_sum[slot[comp], side] += val
+        size = 2 * ne + nv
+        for q in range(len(comps)):
+            s_i, s_j = side_sum[q]
+            block = out[q * size:(q + 1) * size]
+            block[:ne] = s_j  # row i, column j
+            np.negative(s_i, out=block[ne:2 * ne])  # row j, column i
+            diag = np.bincount(g.i, weights=s_i, minlength=g.n_local)
+            diag -= np.bincount(g.j, weights=s_j, minlength=g.n_local)
+            block[2 * ne:] = diag[g.nodes]
 
 
 def add_entries(J: PETSc.Mat, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray,
