@@ -68,7 +68,10 @@ def _strategy(disc: Any, value: Any) -> str:
         raise ConfigError("solver.strategy", f"expected one of {', '.join(splitting.STRATEGIES)}, "
                           f"got {value!r}")
     if value == "auto":
-        return "split" if splitting.applicable(disc) else "monolithic"
+        # one species: nothing to split (both Jacobians are the same scalar P1 matrix), and
+        # the monolithic direct solve in 1D/2D keeps the values of an unstable zero state
+        # (the leading edge of a pulled front) exact, where Krylov errors would grow
+        return "split" if splitting.applicable(disc) and disc.n > 1 else "monolithic"
     if value == "split" and not splitting.applicable(disc):
         raise ConfigError("solver.strategy", "'split' needs nodal kinetics: P1 elements with "
                           "lumped mass (discretisation.degree = 1, lumped_mass = true)")
