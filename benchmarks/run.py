@@ -227,6 +227,9 @@ def markdown(res: dict) -> str:
     m = res["machine"]
     head = (f"Machine: {m['cpu']}, {m['cpus']} CPUs, Python {m['python']}; load average "
             f"{m['loadavg_start'][0]:.2f} at the start, {m['loadavg_end'][0]:.2f} at the end.\n\n")
+    for u in res.get("updates", []):
+        head += (f"Rerun on {u['date']} (`--update`): {', '.join(u['cases'])}, load average "
+                 f"{u['machine']['loadavg_start'][0]:.2f} at its start.\n\n")
     return head + "\n".join(rows) + "\n"
 
 
@@ -261,9 +264,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="smaller problems (a few minutes)")
     p.add_argument("--only", nargs="+", choices=CASES)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
+    p.add_argument("--update", action="store_true",
+                   help="replace only the cases run (--only) in an existing results file; "
+                        "the file records which cases were rerun when")
     args = p.parse_args(argv)
     todo = args.only or list(CASES)
     res: dict = {"machine": machine(), "quick": args.quick, "cases": {}}
+    if args.update and args.out.exists():
+        previous = json.loads(args.out.read_text())
+        if previous.get("quick") != args.quick:
+            p.error(f"--update: {args.out} was written {'with' if previous.get('quick') else 'without'}"
+                    " --quick; rerun it the same way")
+        res = {**previous, "cases": dict(previous["cases"])}
+        res.setdefault("updates", []).append({"cases": todo, "date": time.strftime("%Y-%m-%d %H:%M"),
+                                              "machine": machine()})
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="tumorpde-bench-") as d:
         tmp = Path(d)
@@ -291,8 +305,11 @@ def main(argv: list[str] | None = None) -> int:
             out["case_wall_s"] = time.perf_counter() - t1
             res["cases"][name] = out
             print(json.dumps(out, default=str)[:600], flush=True)
-    res["machine"]["loadavg_end"] = list(os.getloadavg())
-    res["wall_s"] = time.perf_counter() - t0
+    if args.update and res.get("updates"):
+        res["updates"][-1]["wall_s"] = time.perf_counter() - t0
+    else:
+        res["machine"]["loadavg_end"] = list(os.getloadavg())
+        res["wall_s"] = time.perf_counter() - t0
     args.out.write_text(json.dumps(res, indent=1, default=str) + "\n")
     md = markdown(res)
     args.out.with_suffix(".md").write_text(md)
