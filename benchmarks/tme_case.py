@@ -72,8 +72,11 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load(find_config(args.config), args.overrides)
     PETSc.Log.begin()
     res = run(cfg, args.outdir, comm, progress=False)
-    with open(os.path.join(args.outdir, "run.json")) as f:
-        record = json.load(f)
+    record = None
+    if comm.rank == 0:  # rank 0 writes run.json at the end of the run: read it there
+        with open(os.path.join(args.outdir, "run.json")) as f:
+            record = json.load(f)
+    record = comm.bcast(record, root=0)
     local_bytes = 0.0
     for ev, factor in BYTES_PER_FLOP.items():
         try:
