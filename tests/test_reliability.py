@@ -123,7 +123,7 @@ def reference(tmp_path_factory) -> dict[int, Path]:
 def interrupt_and_resume(tmp_path: Path, ranks: int, sig: int, resume_ranks: int) -> Path:
     outdir = tmp_path / "run"
     proc = start(ranks, "run", "tme-2d", "-o", str(outdir), *SMALL)
-    per_row = wait_for(outdir, 4, proc)  # of 16 rows
+    per_row = wait_for(outdir, 4, proc)  # of 61 rows (one per step)
     t0 = time.time()
     if sig == signal.SIGKILL:
         # any moment, not just after a row, and long before the end on a fast machine too
