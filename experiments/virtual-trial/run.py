@@ -27,9 +27,10 @@ from tumorpde.config import check, find_config, load
 from tumorpde.study import Variant, experiment_setup, read_series, run_variants
 
 SCENARIO = "tme-metastasis"
-# resolution of each size for this scenario (two organs side by side: 5.5 mm x 3 mm)
-MESH = {"full": [], "medium": ["mesh.cells=[33, 18]", "time.dt=2.0"],
-        "small": ["mesh.cells=[22, 12]"]}
+# resolution of each size for this scenario (two organs side by side: 7 mm x 4.5 mm, cells
+# whose edges meet the lung's at y = 0 and 3)
+MESH = {"full": [], "medium": ["mesh.cells=[36, 24]", "time.dt=2.0"],
+        "small": ["mesh.cells=[28, 18]"]}
 START = {"full": 14.0, "medium": 14.0, "small": 4.0}
 # arm -> drugs given (each with its standard regimen)
 ARMS = {
