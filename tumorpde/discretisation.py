@@ -466,6 +466,17 @@ class Discretisation:
         """A matrix with the Jacobian's layout."""
         return fpetsc.create_matrix(self.J)
 
+    def lumped_mass(self) -> np.ndarray:
+        """The lumped P1 mass ``m_i = int phi_i`` of the owned nodes (assembled once; read only)."""
+        if self.__dict__.get("_node_mass") is None:
+            meta = {"quadrature_rule": "vertex", "quadrature_degree": 1}
+            w = fem.Function(self.V0)
+            fem.assemble_vector(w.x.array, fem.form(ufl.TestFunction(self.V0) * ufl.dx(
+                domain=self.domain.mesh, metadata=meta)))
+            w.x.scatter_reverse(_ADD)
+            self.__dict__["_node_mass"] = w.x.array[: self.V0.dofmap.index_map.size_local].copy()
+        return self.__dict__["_node_mass"]
+
     # ------------------------------------------------------------------ observables
     def totals(self) -> list[float]:
         """MPI-reduced integral of every species.
@@ -475,12 +486,7 @@ class Discretisation:
         per species.
         """
         if self.degree == 1:
-            if self.__dict__.get("_node_mass") is None:
-                w = fem.Function(self.V0)
-                fem.assemble_vector(w.x.array, fem.form(ufl.TestFunction(self.V0) * ufl.dx))
-                w.x.scatter_reverse(_ADD)
-                self.__dict__["_node_mass"] = w.x.array[: self.V0.dofmap.index_map.size_local].copy()
-            m = self.__dict__["_node_mass"]
+            m = self.lumped_mass()
             u = self.u.x.array[: len(m) * self.n].reshape(len(m), self.n)
             vals = m @ u
         else:

@@ -97,7 +97,7 @@ class StepSolver:
         user_options = dict(user_options)
         self.strategy = _strategy(disc, user_options.pop("strategy", "auto"))
         names = list(disc.spec.names)
-        self._knocked_out = [names.index(k) for k in disc.spec.config.knockout if k in names]
+        self._knocked_out = [names.index(k) for k in disc.spec.config.knockout]  # (checked names)
         split = self.strategy == "split"
         base = splitting.default_options if split else default_options
         self.split = splitting.for_discretisation(disc) if split else None

@@ -300,12 +300,7 @@ class SplitJacobian:
             return None
         cell_of, local = first[owned] // per, first[owned] % per
         cells, cell_pos = np.unique(cell_of, return_inverse=True)
-        meta = {"quadrature_rule": "vertex", "quadrature_degree": 1}
-        lumped = fem.Function(V0)
-        fem.assemble_vector(lumped.x.array, fem.form(ufl.TestFunction(V0) * ufl.dx(
-            domain=disc.domain.mesh, metadata=meta)))
-        lumped.x.scatter_reverse(_add())
-        mass = lumped.x.array[: self.nown].copy()
+        mass = disc.lumped_mass()
         # evaluated in chunks of cells, so that the (cells, vertices, entries) array stays small
         order = np.argsort(cell_pos, kind="stable")
         starts = np.arange(0, len(cells), POINTWISE_CHUNK)
@@ -325,12 +320,7 @@ class SplitJacobian:
         """
         if self._rates is not None:
             return self._rates
-        meta = {"quadrature_rule": "vertex", "quadrature_degree": 1}
-        lumped = fem.Function(self.disc.V0)
-        fem.assemble_vector(lumped.x.array, fem.form(ufl.TestFunction(self.disc.V0) * ufl.dx(
-            domain=self.disc.domain.mesh, metadata=meta)))
-        lumped.x.scatter_reverse(_add())
-        mass = lumped.x.array[: self.nown]
+        mass = self.disc.lumped_mass()
         rates = np.zeros(self.n)
         for k, m, _form, _varies, A in self.blocks:
             if k == m and self.nown and A is not None:
