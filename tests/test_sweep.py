@@ -172,6 +172,16 @@ def test_sweep_bad_input_is_one_line(tmp_path):
 
 
 @pytest.mark.subprocess
+def test_sweep_of_invalid_toml_is_one_line(tmp_path):
+    (tmp_path / "bad.toml").write_text("[mesh\ncells = [4, 4]\n")
+    r = tumorpde("sweep", str(tmp_path / "bad.toml"), "--vary", "parameters.rho=0.5:1.0",
+                 "--samples", "4", "-o", str(tmp_path / "out"))
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith("tumorpde: error: bad.toml is not valid TOML")
+    assert len(r.stderr.splitlines()) == 1
+
+
+@pytest.mark.subprocess
 def test_sweep_stops_on_sigint_with_its_table(tmp_path):
     import signal
     import time

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,8 @@ from tumorpde.model import (
     Units,
 )
 
-__all__ = ["load", "load_dict", "parse_set", "apply_overrides", "check", "Spec", "to_dict",
-           "EXAMPLES_DIR", "find_config", "merge", "resolve_extends"]
+__all__ = ["load", "read_data", "load_dict", "parse_set", "apply_overrides", "check", "Spec",
+           "to_dict", "EXAMPLES_DIR", "find_config", "merge", "resolve_extends"]
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 MODELS_DIR = Path(__file__).parent / "models"
@@ -65,6 +66,21 @@ def find_config(name_or_path: str) -> Path:
 def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a TOML config file, apply ``--set`` overrides and build the model objects."""
     path = Path(path)
+    cfg = load_dict(read_data(path, overrides))
+    if cfg.mesh.file and not Path(cfg.mesh.file).is_absolute():
+        # mesh files are relative to the config file, or to the working directory
+        rel = path.parent / cfg.mesh.file
+        if rel.exists() or not Path(cfg.mesh.file).exists():
+            cfg.mesh.file = str(rel)
+    return cfg
+
+
+def read_data(path: str | Path, overrides: Sequence[str] | None = None) -> dict[str, Any]:
+    """The table of a TOML config file with its ``extends`` resolved and ``--set`` applied.
+
+    Unreadable files and invalid TOML are :class:`ConfigError`.
+    """
+    path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -76,14 +92,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
     except RecursionError:
         raise ConfigError("", f"{path.name} is nested too deeply") from None
     data = resolve_extends(data, path)
-    data = apply_overrides(data, [parse_set(s) for s in (overrides or [])])
-    cfg = load_dict(data)
-    if cfg.mesh.file and not Path(cfg.mesh.file).is_absolute():
-        # mesh files are relative to the config file, or to the working directory
-        rel = path.parent / cfg.mesh.file
-        if rel.exists() or not Path(cfg.mesh.file).exists():
-            cfg.mesh.file = str(rel)
-    return cfg
+    return apply_overrides(data, [parse_set(s) for s in (overrides or [])])
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

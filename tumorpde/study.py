@@ -25,7 +25,7 @@ from typing import Any
 
 from mpi4py import MPI
 
-from tumorpde.config import apply_overrides, find_config, load_dict, parse_set, resolve_extends
+from tumorpde.config import apply_overrides, find_config, load_dict, parse_set, read_data
 
 __all__ = ["Variant", "SIZES", "CELL_FACTOR", "run_variants", "plot_variants", "experiment_setup",
            "read_series"]
@@ -58,10 +58,7 @@ class Variant:
 
 
 def _load_base(model: str, size: str, extra: Sequence[str]) -> dict[str, Any]:
-    import tomllib
-
-    path = find_config(model)
-    data = resolve_extends(tomllib.loads(path.read_text()), path)
+    data = read_data(find_config(model))
     mesh, factor = data.get("mesh", {}), CELL_FACTOR[size]
     if factor != 1.0 and isinstance(mesh.get("cells"), list):
         mesh["cells"] = [max(1, round(c * factor)) for c in mesh["cells"]]

@@ -39,7 +39,6 @@ import re
 import subprocess
 import sys
 import time
-import tomllib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ from mpi4py import MPI
 
 import numpy as np
 
-from tumorpde.config import apply_overrides, check, find_config, load, parse_set, resolve_extends
+from tumorpde.config import check, find_config, load, parse_set, read_data
 from tumorpde.errors import ConfigError
 
 __all__ = ["Vary", "Member", "SweepResult", "METHODS", "parse_vary", "design", "sweep",
@@ -377,8 +376,7 @@ def sweep(config: str, vary: Sequence[str], samples: int, method: str = "lhs",
     if jobs > 1 and comm.size > 1:
         raise ConfigError("--jobs", "use either mpiexec (members on sub-communicators) or --jobs "
                                     "(members as processes), not both")
-    data = resolve_extends(tomllib.loads(path.read_text(encoding="utf-8")), path)
-    data = apply_overrides(data, [parse_set(s) for s in sets])
+    data = read_data(path, sets)
     varies = [parse_vary(v, data) for v in vary]
     keys = [v.key for v in varies]
     if len(set(keys)) != len(keys):
