@@ -98,6 +98,26 @@ def test_fractions_multiply_species_by_their_surviving_fraction(mpi_tmp):
     assert obs["total_u"][at[0]] == pytest.approx(obs["total_u"][1], rel=1e-12)
 
 
+def test_fraction_at_the_start_restarts_the_adaptive_history(mpi_tmp):
+    # a fraction at t = start is a jump before the first step: the adaptive run then takes
+    # the same steps as a run that starts from the surviving fraction
+    s = math.exp(-0.3 * 2.0 - 0.03 * 4.0)
+    adaptive = {"end": 3.0, "dt": 0.05, "scheme": "bdf2", "adaptive": True, "rtol": 1e-4}
+    data = interval(drugs=DRUGS, therapy=[{"drug": "beam", "start": 0.0, "doses": 1}])
+    data["species"]["u"] |= {"reaction": "u*(1 - u)", "initial": 0.5}
+    data["time"] = dict(adaptive)
+    treated = run_dict(data, mpi_tmp / "treated")
+    ref = interval()
+    ref["species"]["u"] |= {"reaction": "u*(1 - u)", "initial": 0.5 * s}
+    ref["time"] = dict(adaptive)
+    started = run_dict(ref, mpi_tmp / "started")
+    assert treated.steps == started.steps
+    comm = MPI.COMM_WORLD
+    a, b = (comm.bcast(read_csv(mpi_tmp / d / "observables.csv") if comm.rank == 0 else None,
+                       root=0) for d in ("treated", "started"))
+    np.testing.assert_allclose(a["total_u"][2:], b["total_u"][1:], rtol=1e-10)
+
+
 def test_scalar_compartment_follows_the_implicit_scheme(mpi_tmp):
     # c' = I - kc with I = integral of u = 2 mm; v' = c sees c at the end of each step
     data = interval(scalars={"c": {"units": "mm", "reaction": "I_u - k*c", "initial": "c0"}},

@@ -247,6 +247,7 @@ def _run(cfg: Config, spec: Spec, outdir: Path, comm: MPI.Comm, argv: list[str] 
     if not restored:
         record_row(t)
         if couplings.start(t, milestones.tol):  # radiotherapy at the start: rows before, after
+            hist = [disc.u.x.array[:nloc].copy()]  # the state jumped: history from after it
             record_row(t)
         writer.write(t)
         st.outputs = writer.count
