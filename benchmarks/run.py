@@ -133,7 +133,7 @@ def case_scaling(tmp: Path, quick: bool) -> dict:
     return out
 
 
-def case_memory(tmp: Path, quick: bool, tme2d: dict | None) -> dict:
+def case_memory(tmp: Path, quick: bool) -> dict:
     """Bytes per unknown of tme-2d and tme-3d: total, and marginal between two mesh sizes.
 
     The total (peak resident memory less the imports, over the unknowns) includes fixed costs
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
                 elif name == "scaling":
                     out = case_scaling(tmp, args.quick)
                 elif name == "memory":
-                    out = case_memory(tmp, args.quick, _ok(res["cases"].get("tme2d")))
+                    out = case_memory(tmp, args.quick)
                 elif name == "pypde":
                     out = case_pypde(tmp, args.quick)
                 else:

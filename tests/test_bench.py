@@ -20,7 +20,7 @@ def test_update_replaces_only_the_cases_rerun(tmp_path, monkeypatch):
                     memory["tme-2d"], bytes_per_unknown=5000.0)}}}
     previous["machine"]["loadavg_end"] = [0.0, 0.0, 0.0]
     out.write_text(json.dumps(previous))
-    monkeypatch.setattr(run, "case_memory", lambda tmp, quick, tme2d: dict(memory))
+    monkeypatch.setattr(run, "case_memory", lambda tmp, quick: dict(memory))
     assert run.main(["--only", "memory", "--update", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["cases"]["pypde"] == {"speedup": 7.5}                   # kept
