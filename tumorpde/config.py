@@ -37,7 +37,7 @@ from tumorpde.model import (
 )
 
 __all__ = ["load", "read_data", "load_dict", "parse_set", "apply_overrides", "check", "Spec",
-           "to_dict", "EXAMPLES_DIR", "find_config", "merge", "resolve_extends"]
+           "to_dict", "validate", "EXAMPLES_DIR", "find_config", "merge", "resolve_extends"]
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 MODELS_DIR = Path(__file__).parent / "models"
@@ -517,16 +517,63 @@ def _time(d: dict[str, Any]) -> Time:
     return t
 
 
-def to_dict(cfg: Config) -> dict[str, Any]:
-    """The resolved configuration as plain data (``run.json``); ``load_dict`` reads it back."""
-    def strip(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {k: strip(x) for k, x in v.items() if x is not None}
-        if isinstance(v, list):
-            return [strip(x) for x in v]
-        return v
+def to_dict(cfg: Config, defaults: bool = True) -> dict[str, Any]:
+    """The configuration as plain data; :func:`load_dict` reads it back.
 
-    return strip(dataclasses.asdict(cfg))
+    With ``defaults`` (``run.json``, checkpoints) every field is written; without, the
+    fields that still hold their default are left out, as a TOML file leaves them out.
+    ``None`` values are always left out.  Tuples and numpy arrays become lists and numpy
+    scalars numbers, so that a config built in Python reads as its TOML file would.
+    """
+    return _plain(cfg, defaults)
+
+
+def _plain(v: Any, defaults: bool) -> Any:
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        out = {}
+        for f in dataclasses.fields(v):
+            x = getattr(v, f.name)
+            if x is None or (not defaults and _is_default(f, x)):
+                continue
+            out[f.name] = _plain(x, defaults)
+        return out
+    if isinstance(v, dict):
+        return {k: _plain(x, defaults) for k, x in v.items() if x is not None}
+    if isinstance(v, list | tuple):
+        return [_plain(x, defaults) for x in v]
+    if type(v).__module__ == "numpy":  # numpy arrays and scalars
+        return _plain(v.tolist(), defaults)
+    return copy.deepcopy(v)
+
+
+def _is_default(f: dataclasses.Field, value: Any) -> bool:
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        return False
+    try:
+        return type(value) is type(default) and bool(value == default)
+    except Exception:  # noqa: BLE001 - an odd user object is simply not a default
+        return False
+
+
+def validate(cfg: Config) -> Config:
+    """Check a :class:`Config` exactly as the TOML loader checks a file.
+
+    The config is written out as the table a TOML file would give (:func:`to_dict`
+    without defaults) and read back by :func:`load_dict`, so a config built in Python
+    passes the same checks, with the same messages, as its TOML file; the result is a
+    new, normalised :class:`Config` (``time.dt`` at most the span, and so on).
+
+    Raises:
+        ConfigError: naming the first offending key.
+    """
+    if not isinstance(cfg, Config):
+        raise ConfigError("", f"expected a tumorpde Config (tumorpde.load or "
+                              f"tumorpde.model.Config), got {type(cfg).__name__}")
+    return load_dict(to_dict(cfg, defaults=False))
 
 
 # --------------------------------------------------------------------- semantic checks
@@ -604,9 +651,13 @@ def _term(value: Any, key: str, allowed: set[str]) -> TermSpec:
 def check(cfg: Config) -> Spec:
     """Check names, expressions and units of a configuration.
 
+    The config is first validated as the TOML loader validates a file (:func:`validate`,
+    so a config built in Python is checked alike); ``Spec.config`` is that validated copy.
+
     Raises:
         ConfigError: naming the first offending key.
     """
+    cfg = validate(cfg)
     names = list(cfg.species)
     reserved = ex.RESERVED | set(ex.FUNCTIONS)
     for n in names:

@@ -286,7 +286,7 @@ class Therapy:
     """
 
     drug: str
-    start: float | str = 0.0
+    start: float | str
     every: float | str | None = None
     doses: int | None = None
     dose: float | None = None
