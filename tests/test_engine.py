@@ -153,7 +153,7 @@ def test_time_order(mpi_tmp, scheme, order):
                "species": {"u": {"diffuses": False, "reaction": "2*u*(1-u)", "initial": 0.1}}}
         res = run_dict(cfg, mpi_tmp / f"{scheme}{dt}")
         exact = 1.0 / (1.0 + 9.0 * math.exp(-4.0))
-        errs.append(abs(res.observables["total_u"] - exact))
+        errs.append(abs(res.final["total_u"] - exact))
     observed = rates(errs, dts)
     assert observed[-1] == pytest.approx(order, abs=0.1), observed
 
@@ -325,7 +325,7 @@ def test_adaptive_bdf2_hits_outputs_and_controls_error(mpi_tmp):
                "species": {"u": {"diffuses": False, "reaction": "2*u*(1-u)", "initial": 0.01}}}
         res = run_dict(cfg, mpi_tmp / f"a{rtol}")
         exact = 1.0 / (1.0 + 99.0 * math.exp(-6.0))
-        errs.append(abs(res.observables["total_u"] - exact))
+        errs.append(abs(res.final["total_u"] - exact))
         MPI.COMM_WORLD.Barrier()
         tree = ET.parse(mpi_tmp / f"a{rtol}" / "fields.xdmf")
         times = sorted({float(t.get("Value")) for t in tree.iter("Time")})
@@ -354,14 +354,14 @@ def test_disk_and_box_meshes(mpi_tmp):
             "species": {"u": {"diffusion": 0.1, "initial": "exp(-(x**2+y**2)/0.1)",
                               "boundary": {"outer": {"value": 0.0}}}}}
     res = run_dict(disk, mpi_tmp / "disk")
-    assert 0 < res.observables["total_u"] < math.pi * 0.1
+    assert 0 < res.final["total_u"] < math.pi * 0.1
     box = {"mesh": {"shape": "box", "size": [1.0, 1.0, 1.0], "cells": [4, 4, 4]},
            "time": {"end": 0.2, "dt": 0.1},
            "species": {"u": {"diffusion": 0.1, "initial": "1 + x",
                              "taxis": [{"toward": "v", "sensitivity": "0.1*u"}]},
                        "v": {"diffusion": 0.1, "initial": "z", "boundary": {"top": {"value": 1}}}}}
     res = run_dict(box, mpi_tmp / "box")
-    assert res.observables["total_u"] == pytest.approx(1.5, rel=1e-8)  # conserved
+    assert res.final["total_u"] == pytest.approx(1.5, rel=1e-8)  # conserved
 
 
 def test_definitions_observable_kinds_and_cumulative(mpi_tmp):
@@ -413,4 +413,4 @@ def test_parameters_with_units_are_converted_in_any_expression(mpi_tmp, reaction
            "parameters": {"k": "1 1/hour", "p": 0.0},
            "species": {"u": {"diffuses": False, "reaction": reaction, "initial": 1.0}}}
     res = run_dict(cfg, mpi_tmp / "k")
-    assert res.observables["total_u"] == pytest.approx(math.exp(-2.4), rel=1e-4)
+    assert res.final["total_u"] == pytest.approx(math.exp(-2.4), rel=1e-4)

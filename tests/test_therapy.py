@@ -231,7 +231,7 @@ def test_mesh_remove_splits_the_mesh_into_disconnected_parts(mpi_tmp):
     assert "west" in dom.regions
     # no transport across the cut: the west part keeps its mass, the east stays empty
     w0 = 1.5 * 0.9
-    assert res.observables["west_total"] == pytest.approx(w0, rel=1e-10)
+    assert res.final["west_total"] == pytest.approx(w0, rel=1e-10)
     east = disc.u.x.array[disc.V0.tabulate_dof_coordinates()[:, 0] > 1.0]
     assert comm.allreduce(float(np.abs(east).max(initial=0.0)), op=MPI.MAX) == 0.0
 

@@ -92,7 +92,7 @@ def _oxygen_near_seed(outdir: Path, origin: list[float], size: float, robin: boo
         del data["species"]["oxygen"]["boundary"]
     data["observables"]["o2_near_seed"] = {
         "integral": "where(max(abs(x - 1.5), abs(y - 1.5)) < 0.4, oxygen, 0)"}
-    return run_dict(data, outdir).observables["o2_near_seed"]
+    return run_dict(data, outdir).final["o2_near_seed"]
 
 
 def test_oxygen_boundary_condition_stands_in_for_the_tissue_beyond(mpi_tmp):

@@ -353,7 +353,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if outdir.exists() and not outdir.is_dir():
         raise ConfigError("--output", f"{outdir} exists and is not a directory")
     res = run(cfg, outdir, MPI.COMM_WORLD, argv=sys.argv, progress=False if args.quiet else None)
-    summary = ", ".join(f"{k}={v:.6g}" for k, v in list(res.observables.items())[:6])
+    summary = ", ".join(f"{k}={v:.6g}" for k, v in list(res.final.items())[:6])
     _say(f"tumorpde: completed t={res.t:.6g} in {res.steps} steps -> {outdir} ({summary})")
     return 0
 
@@ -365,7 +365,7 @@ def _cmd_resume(args: argparse.Namespace) -> int:
 
     outdir = Path(args.directory)
     res = resume(outdir, MPI.COMM_WORLD, argv=sys.argv, progress=False if args.quiet else None)
-    summary = ", ".join(f"{k}={v:.6g}" for k, v in list(res.observables.items())[:6])
+    summary = ", ".join(f"{k}={v:.6g}" for k, v in list(res.final.items())[:6])
     _say(f"tumorpde: completed t={res.t:.6g} in {res.steps} steps -> {outdir} ({summary})")
     return 0
 

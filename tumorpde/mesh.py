@@ -31,7 +31,7 @@ from tumorpde.compat import gmsh_io, import_dolfinx, mesh_data_fields
 from tumorpde.errors import ConfigError
 from tumorpde.model import Mesh as MeshConfig
 
-__all__ = ["Domain", "build_domain"]
+__all__ = ["Domain", "build_domain", "domain_from_mesh"]
 
 
 @dataclass
@@ -106,6 +106,52 @@ def build_domain(cfg: MeshConfig, comm: MPI.Comm) -> Domain:
         domain = _gmsh_ball(cfg, comm, 2 if shape == "disk" else 3)
     else:
         domain = _read_file(cfg, comm)
+    if cfg.remove:
+        domain = _remove_cells(domain, cfg.remove)
+    _custom_regions(domain, cfg)
+    _custom_boundaries(domain, cfg)
+    return domain
+
+
+def domain_from_mesh(m: Any, cfg: MeshConfig, cell_tags: Any = None, facet_tags: Any = None,
+                     regions: dict[str, int] | None = None,
+                     boundaries: dict[str, int] | None = None) -> Domain:
+    """A :class:`Domain` on an existing DOLFINx mesh (collective).
+
+    Args:
+        m: The ``dolfinx.mesh.Mesh``.
+        cfg: The ``[mesh]`` table: its ``remove``, ``regions`` and ``boundaries`` apply;
+            its shape and sizes are ignored.
+        cell_tags: Cell meshtags (the regions), or None.
+        facet_tags: Facet meshtags (the boundaries), or None.
+        regions: Region name -> cell tag value (default: each tag value named by itself,
+            as for an XDMF file).
+        boundaries: Boundary name -> facet tag value (default likewise).
+    """
+    import_dolfinx()
+    from dolfinx import mesh as dmesh
+
+    if not isinstance(m, dmesh.Mesh):
+        raise ConfigError("mesh", f"expected a dolfinx.mesh.Mesh, got {type(m).__name__}")
+    tdim = m.topology.dim
+    m.topology.create_entities(tdim - 1)
+    m.topology.create_connectivity(tdim - 1, tdim)
+    for tags, dim, what in ((cell_tags, tdim, "cell_tags"), (facet_tags, tdim - 1, "facet_tags")):
+        if tags is not None and getattr(tags, "dim", None) != dim:
+            raise ConfigError(what, f"expected meshtags of dimension {dim} of the mesh")
+    names = []
+    for given, tags, what in ((regions, cell_tags, "regions"), (boundaries, facet_tags,
+                                                               "boundaries")):
+        if given is None:
+            names.append(_tag_names(tags, m.comm))
+            continue
+        if tags is None:
+            raise ConfigError(what, f"names are given but no {what[:-1]} tags")
+        if not all(isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool)
+                   for k, v in given.items()):
+            raise ConfigError(what, "expected a mapping of names to integer tag values")
+        names.append(dict(given))
+    domain = Domain(m, cell_tags, facet_tags, names[0], names[1])
     if cfg.remove:
         domain = _remove_cells(domain, cfg.remove)
     _custom_regions(domain, cfg)

@@ -98,7 +98,7 @@ def run_variants(model: str, variants: Sequence[Variant], outdir: Path, size: st
         res = run(load_dict(data), outdir / v.name, comm)
         series = comm.bcast(read_series(outdir / v.name / "observables.csv")
                             if comm.rank == 0 else None, root=0)
-        results[v.name] = {"final": res.observables, "series": series,
+        results[v.name] = {"final": res.final, "series": series,
                            "set": v.set, "knockout": v.knockout}
     return results
 

@@ -252,7 +252,7 @@ def _run_inprocess(path: Path, sets: list[str], knockout: list[str], member: Mem
             if name not in cfg.knockout:
                 cfg.knockout.append(name)
         res = run(cfg, rundir, comm)
-        member.status, member.observables = "completed", dict(res.observables)
+        member.status, member.observables = "completed", dict(res.final)
     except Interrupted as exc:  # SIGINT/SIGTERM: the run wrote a checkpoint; stop the group
         member.status, member.message = "interrupted", str(exc)
     except (ConfigError, SolverError) as exc:

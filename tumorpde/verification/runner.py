@@ -191,7 +191,7 @@ def study(builds: list[tuple[float, dict[str, Any]]], exact: dict[str, str], wor
         ratios = dts[1:] / dts[:-1] if len(dts) > 1 else np.ones(1)
         rmin.append(float(ratios.min()))
         rmax.append(float(ratios.max()))
-        res.discretisation = None
+        res.problem = None
         del res
         gc.collect()
         comm.Barrier()
