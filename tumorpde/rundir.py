@@ -263,8 +263,14 @@ class Run:
         import h5py
 
         try:
+            # no lock, as the writer (it may be writing the next output meanwhile)
             return h5py.File(path, "r", locking=False)
         except OSError as exc:
+            if "locking" in str(exc):  # open in this process already, with HDF5's default locking
+                try:
+                    return h5py.File(path, "r")
+                except OSError as exc2:
+                    exc = exc2
             raise ConfigError("", f"cannot read {path}: {exc}") from None
 
     def _read_mesh(self) -> tuple[np.ndarray, np.ndarray]:
