@@ -15,7 +15,9 @@
   appended by a single ``write`` (never half a row).
 * ``run.json``: resolved config, versions, ranks, wall times, counters and
   ``status`` (``running`` -> ``completed`` / ``failed`` / ``interrupted``),
-  replaced atomically on rank 0.
+  replaced atomically on rank 0; its schema is :class:`tumorpde.runinfo.RunInfo`.
+
+:mod:`tumorpde.rundir` reads all of them back.
 """
 
 from __future__ import annotations
