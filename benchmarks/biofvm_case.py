@@ -101,11 +101,12 @@ def tumorpde_config(cells: int, steps: int) -> dict:
 CHILD = """
 import sys, json, time
 from tumorpde.config import load_dict
+from tumorpde.rundir import read_info
 from tumorpde.simulation import run
 res = run(load_dict(json.loads(sys.argv[1])), sys.argv[2])
-rec = json.load(open(sys.argv[2] + "/run.json"))
-print(json.dumps({"steps": res.steps, "solve_s": rec["wall_time"]["solve"],
-                  "unknowns": rec["mesh"]["dofs"]}))
+info = read_info(sys.argv[2])
+print(json.dumps({"steps": res.steps, "solve_s": info.wall_time.solve,
+                  "unknowns": info.mesh.dofs}))
 """
 
 

@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from benchmarks.scaling_step import BYTES_PER_FLOP
     from tumorpde.config import find_config, load
+    from tumorpde.rundir import read_info
     from tumorpde.simulation import run
 
     comm = MPI.COMM_WORLD
@@ -72,11 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     cfg = load(find_config(args.config), args.overrides)
     PETSc.Log.begin()
     res = run(cfg, args.outdir, comm, progress=False)
-    record = None
-    if comm.rank == 0:  # rank 0 writes run.json at the end of the run: read it there
-        with open(os.path.join(args.outdir, "run.json")) as f:
-            record = json.load(f)
-    record = comm.bcast(record, root=0)
+    # rank 0 writes run.json at the end of the run: read it there
+    info = comm.bcast(read_info(args.outdir) if comm.rank == 0 else None, root=0)
     local_bytes = 0.0
     for ev, factor in BYTES_PER_FLOP.items():
         try:
@@ -96,27 +94,27 @@ def main(argv: list[str] | None = None) -> None:
         nown = disc.V.dofmap.index_map.size_local * disc.n
         np.save(args.state, disc.u.x.array[:nown])
     span = cfg.time.end - cfg.time.start
-    wall = record["wall_time"]
+    wall, mesh, counters = info.wall_time, info.mesh, info.counters
     out = {
         "config": args.config,
         "overrides": args.overrides,
         "ranks": comm.size,
-        "unknowns": record["mesh"]["dofs"],
+        "unknowns": mesh.dofs,
         "steps": res.steps,
         "days": span,
-        "solve_s": wall["solve"],
-        "setup_s": wall["setup"],
+        "solve_s": wall.solve,
+        "setup_s": wall.setup,
         "process_s": time.perf_counter() - t_start,
-        "solve_s_per_day": wall["solve"] / span,
-        "step_s": wall["solve"] / max(res.steps, 1),
-        "newton_iterations": record["counters"]["newton_iterations"],
-        "linear_iterations": record["counters"]["linear_iterations"],
+        "solve_s_per_day": wall.solve / span,
+        "step_s": wall.solve / max(res.steps, 1),
+        "newton_iterations": counters.newton_iterations,
+        "linear_iterations": counters.linear_iterations,
         "events_s": events,
         "ksp_solve_s": ksp_time,
         "solve_modelled_GBs": 1e-9 * solve_bytes / ksp_time if ksp_time > 0 else None,
         "peak_rss_bytes": rss,
         "rss_after_imports_bytes": base,
-        "bytes_per_unknown": (rss - base) / record["mesh"]["dofs"],
+        "bytes_per_unknown": (rss - base) / mesh.dofs,
         "minima": res.minima,
         "loadavg": list(os.getloadavg()),
     }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import csv
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,6 @@ def run_dict(data: dict[str, Any], outdir: Path, comm: MPI.Comm = MPI.COMM_WORLD
     data = copy.deepcopy(data)
     data.setdefault("output", {})["progress"] = False
     return run(load_dict(data), outdir, comm)
-
-
-def read_csv(path: Path) -> dict[str, np.ndarray]:
-    """Columns of a CSV file as arrays."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    header, body = rows[0], np.array(rows[1:], dtype=float)
-    return {h: body[:, i] for i, h in enumerate(header)}
 
 
 def l2_error(disc: Any, k: int, exact: Any) -> float:

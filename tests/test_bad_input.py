@@ -11,7 +11,6 @@ ends all ranks with one message and never hangs.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tomllib
@@ -22,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tumorpde.rundir import read
 from tumorpde.tomlio import dumps
 
 pytestmark = pytest.mark.subprocess
@@ -146,9 +146,8 @@ def assert_bad_input(proc: subprocess.CompletedProcess[str], expect: list[str],
     for token in expect:
         assert token in line, f"{token!r} not named in: {line}"
     if outdir is not None:
-        record = outdir / "run.json"
-        if record.exists():
-            assert json.loads(record.read_text())["status"] != "completed"
+        if (outdir / "run.json").exists():
+            assert read(outdir).status != "completed"
     return line
 
 

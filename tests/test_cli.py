@@ -3,7 +3,6 @@ serial = parallel (``mpiexec -n 2``) for the issue's example."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tomllib
@@ -11,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import read_csv
+
+from tumorpde.rundir import read
 
 pytestmark = pytest.mark.subprocess
 
@@ -47,12 +47,12 @@ def test_run_with_set_overrides(tmp_path):
     r = cli("run", "quickstart", "-o", "o", "-q", "--set", "time.end=0.2",
             "--set", "time.scheme=backward-euler", "--set", "parameters.chi=0.0", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    run = json.loads((tmp_path / "o" / "run.json").read_text())
-    assert run["status"] == "completed"
-    assert run["config"]["time"]["end"] == 0.2
-    assert run["config"]["time"]["scheme"] == "backward-euler"
-    assert run["config"]["parameters"]["chi"] == 0.0
-    obs = read_csv(tmp_path / "o" / "observables.csv")
+    run = read(tmp_path / "o").info
+    assert run.status == "completed"
+    assert run.config["time"]["end"] == 0.2
+    assert run.config["time"]["scheme"] == "backward-euler"
+    assert run.config["parameters"]["chi"] == 0.0
+    obs = read(tmp_path / "o").observables
     assert obs["t"][-1] == pytest.approx(0.2)
 
 
@@ -69,13 +69,13 @@ def test_issue_example_serial_equals_two_ranks(tmp_path):
     r2 = cli("run", "quickstart", "-o", "parallel", "-q", cwd=tmp_path, np_=2)
     assert r1.returncode == 0, r1.stderr
     assert r2.returncode == 0, r2.stderr
-    a = read_csv(tmp_path / "serial" / "observables.csv")
-    b = read_csv(tmp_path / "parallel" / "observables.csv")
+    a = read(tmp_path / "serial").observables
+    b = read(tmp_path / "parallel").observables
     assert list(a) == list(b) and len(a["t"]) == len(b["t"]) == 21
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-6, atol=1e-12)
-    run = json.loads((tmp_path / "parallel" / "run.json").read_text())
-    assert run["ranks"] == 2 and run["status"] == "completed"
+    run = read(tmp_path / "parallel").info
+    assert run.ranks == 2 and run.status == "completed"
     # progress and the summary line come from rank 0 only
     assert r2.stdout.count("tumorpde: completed") == 1
 
@@ -84,7 +84,7 @@ def test_keller_segel_two_ranks_conserves_mass(tmp_path):
     r = cli("run", "keller-segel", "-o", "ks", "-q", "--set", "time.end=0.01", cwd=tmp_path,
             np_=2)
     assert r.returncode == 0, r.stderr
-    obs = read_csv(tmp_path / "ks" / "observables.csv")
+    obs = read(tmp_path / "ks").observables
     np.testing.assert_allclose(obs["total_cells"], obs["total_cells"][0], rtol=1e-10)
 
 
@@ -92,9 +92,9 @@ def test_knockout_flag(tmp_path):
     r = cli("run", "quickstart", "-o", "ko", "-q", "--set", "time.end=0.2", "--knockout",
             "signal", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    run = json.loads((tmp_path / "ko" / "run.json").read_text())
-    assert run["config"]["knockout"] == ["signal"]
-    obs = read_csv(tmp_path / "ko" / "observables.csv")
+    run = read(tmp_path / "ko").info
+    assert run.config["knockout"] == ["signal"]
+    obs = read(tmp_path / "ko").observables
     assert np.all(obs["total_signal"] == 0.0)
     r = cli("run", "quickstart", "-o", "bad", "-q", "--knockout", "nosuch", cwd=tmp_path)
     assert r.returncode == 2

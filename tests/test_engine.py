@@ -9,7 +9,6 @@ adaptive stepping and solver-failure cut-back.
 
 from __future__ import annotations
 
-import json
 import math
 import xml.etree.ElementTree as ET
 
@@ -17,16 +16,17 @@ from mpi4py import MPI
 
 import numpy as np
 import pytest
-from helpers import example, h1_error, l2_error, rates, read_csv, run_dict
+from helpers import example, h1_error, l2_error, rates, run_dict
 
 from tumorpde.config import load_dict
+from tumorpde.rundir import read
 from tumorpde.simulation import prepare
 
 
 def test_quickstart_runs_and_writes_outputs(mpi_tmp):
     res = run_dict(example("quickstart"), mpi_tmp / "qs")
     assert res.status == "completed" and res.t == pytest.approx(1.0)
-    obs = read_csv(mpi_tmp / "qs" / "observables.csv")
+    obs = read(mpi_tmp / "qs").observables
     assert list(obs) == ["t", "total_cells", "total_signal"]
     assert obs["t"][0] == 0.0 and obs["t"][-1] == pytest.approx(1.0, abs=1e-12)
     assert np.all(np.diff(obs["t"]) > 0)
@@ -34,12 +34,12 @@ def test_quickstart_runs_and_writes_outputs(mpi_tmp):
     assert obs["total_cells"][-1] > obs["total_cells"][0] * 1.4
     assert obs["total_signal"][-1] > 0.05
     MPI.COMM_WORLD.Barrier()
-    run = json.loads((mpi_tmp / "qs" / "run.json").read_text())
-    assert run["status"] == "completed"
-    assert run["ranks"] == MPI.COMM_WORLD.size
-    assert {"tumorpde", "dolfinx", "petsc"} <= set(run["versions"])
-    assert run["config"]["parameters"]["D0"] == "0.01 mm^2/day"
-    assert run["wall_time"]["total"] > 0 and run["counters"]["outputs"] == 5
+    run = read(mpi_tmp / "qs").info
+    assert run.status == "completed"
+    assert run.ranks == MPI.COMM_WORLD.size
+    assert {"tumorpde", "dolfinx", "petsc"} <= set(run.versions)
+    assert run.config["parameters"]["D0"] == "0.01 mm^2/day"
+    assert run.wall_time.total > 0 and run.counters.outputs == 5
     # one XDMF function per species, named exactly as the species, at every output time
     tree = ET.parse(mpi_tmp / "qs" / "fields.xdmf")
     names = {a.get("Name") for a in tree.iter("Attribute")}
@@ -50,20 +50,19 @@ def test_quickstart_runs_and_writes_outputs(mpi_tmp):
 
 
 def test_fields_h5_holds_every_species_at_every_output(mpi_tmp):
-    import h5py
-
     run_dict(example("quickstart") | {"time": {"end": 0.1, "dt": 0.05, "output_every": 0.05}},
              mpi_tmp / "m")
     MPI.COMM_WORLD.Barrier()
     tree = ET.parse(mpi_tmp / "m" / "fields.xdmf")
     items = [d.text.strip() for d in tree.iter("DataItem") if d.text and "Function" in d.text]
-    with h5py.File(mpi_tmp / "m" / "fields.h5", "r") as f:
-        for name in ("cells", "signal"):
-            steps = f["Function"][name]
-            assert len(steps) == 3
-            for ds in steps.values():
-                assert ds.shape[0] == 41 * 21 and np.all(np.isfinite(ds[...]))
     assert len(items) == 6  # 2 species x 3 output times
+    run = read(mpi_tmp / "m")
+    assert run.field_names == ["cells", "signal"]
+    assert run.times == pytest.approx([0.0, 0.05, 0.1])
+    assert run.nodes.shape == (41 * 21, 2)
+    for t in run.times:
+        for values in run.fields(t).values():
+            assert values.shape == (41 * 21,) and np.all(np.isfinite(values))
 
 
 def test_units_mm2_per_day_equals_mm2_per_second(mpi_tmp):
@@ -73,8 +72,8 @@ def test_units_mm2_per_day_equals_mm2_per_second(mpi_tmp):
     other["parameters"]["rho"] = f"{0.8 / 24.0!r} 1/hour"
     run_dict(base, mpi_tmp / "a")
     run_dict(other, mpi_tmp / "b")
-    a = read_csv(mpi_tmp / "a" / "observables.csv")
-    b = read_csv(mpi_tmp / "b" / "observables.csv")
+    a = read(mpi_tmp / "a").observables
+    b = read(mpi_tmp / "b").observables
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-12, atol=1e-15)
 
@@ -137,7 +136,7 @@ def test_region_table_and_custom_regions(mpi_tmp):
         "observables": {"left_mass": "u*where(x < 1.0, 1, 0)"},
     }
     res = run_dict(cfg, mpi_tmp / "reg")
-    obs = read_csv(mpi_tmp / "reg" / "observables.csv")
+    obs = read(mpi_tmp / "reg").observables
     assert obs["left_mass"][-1] > 0.6 * obs["total_u"][-1]  # mass drifts into the fast region
     np.testing.assert_allclose(obs["total_u"], obs["total_u"][0], rtol=1e-10)
     assert res.minima["u"] > -1e-12
@@ -232,10 +231,10 @@ def _strong_taxis(n: int, taxis: str) -> dict:
 def test_edge_taxis_positive_and_conservative_where_galerkin_fails(mpi_tmp):
     run_dict(_strong_taxis(20, "galerkin"), mpi_tmp / "g")
     res = run_dict(_strong_taxis(20, "upwind"), mpi_tmp / "u")
-    galerkin = read_csv(mpi_tmp / "g" / "observables.csv")
-    upwind = read_csv(mpi_tmp / "u" / "observables.csv")
+    galerkin = read(mpi_tmp / "g").observables
+    upwind = read(mpi_tmp / "u").observables
     MPI.COMM_WORLD.Barrier()
-    gmin = json.loads((mpi_tmp / "g" / "run.json").read_text())["final"]["minima"]["n"]
+    gmin = read(mpi_tmp / "g").info.final.minima["n"]
     assert gmin < -1e-3  # plain Galerkin oscillates at mesh Peclet ~ 27
     assert res.minima["n"] >= -1e-12
     np.testing.assert_allclose(upwind["total_n"], upwind["total_n"][0], rtol=1e-10)
@@ -311,7 +310,7 @@ def test_chemotaxis_plus_haptotaxis_stays_non_negative(mpi_tmp):
     cfg["species"]["f"] = {"diffuses": False, "initial": "0.5 + 0.4*cos(6*x)*cos(5*y)"}
     cfg["species"]["n"]["taxis"].append({"toward": "f", "sensitivity": "0.34*n"})
     res = run_dict(cfg, mpi_tmp / "two")
-    obs = read_csv(mpi_tmp / "two" / "observables.csv")
+    obs = read(mpi_tmp / "two").observables
     assert res.minima["n"] >= -1e-12
     np.testing.assert_allclose(obs["total_n"], obs["total_n"][0], rtol=1e-10)
 
@@ -330,8 +329,8 @@ def test_adaptive_bdf2_hits_outputs_and_controls_error(mpi_tmp):
         tree = ET.parse(mpi_tmp / f"a{rtol}" / "fields.xdmf")
         times = sorted({float(t.get("Value")) for t in tree.iter("Time")})
         assert times == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0], abs=1e-12)
-        run = json.loads((mpi_tmp / f"a{rtol}" / "run.json").read_text())
-        assert run["counters"]["steps"] < 3.0 / 0.01  # the step grew from 0.001
+        run = read(mpi_tmp / f"a{rtol}").info
+        assert run.counters.steps < 3.0 / 0.01  # the step grew from 0.001
     assert errs[1] < errs[0] / 10
 
 
@@ -343,8 +342,8 @@ def test_solver_failure_cuts_the_step_back(mpi_tmp):
            "species": {"u": {"diffuses": False, "reaction": "20*u*(1-u)", "initial": 0.01}}}
     res = run_dict(cfg, mpi_tmp / "cut")
     MPI.COMM_WORLD.Barrier()
-    run = json.loads((mpi_tmp / "cut" / "run.json").read_text())
-    assert run["counters"]["failed_solves"] > 0
+    run = read(mpi_tmp / "cut").info
+    assert run.counters.failed_solves > 0
     assert res.status == "completed" and res.t == pytest.approx(1.0)
 
 
@@ -382,7 +381,7 @@ def test_definitions_observable_kinds_and_cumulative(mpi_tmp):
         },
     }
     run_dict(cfg, mpi_tmp / "obs")
-    obs = read_csv(mpi_tmp / "obs" / "observables.csv")
+    obs = read(mpi_tmp / "obs").observables
     np.testing.assert_allclose(obs["mass"], 1.5, rtol=1e-12)
     decay = (1 + 0.5 * 0.1) ** -np.round(obs["t"] / 0.1)  # backward Euler factor per step
     np.testing.assert_allclose(obs["peak_a"], 2.0 * decay, rtol=1e-10)
@@ -397,7 +396,7 @@ def test_knockout_holds_species_at_zero(mpi_tmp):
     data = example("quickstart")
     data["knockout"] = ["signal"]
     res = run_dict(data, mpi_tmp / "ko")
-    obs = read_csv(mpi_tmp / "ko" / "observables.csv")
+    obs = read(mpi_tmp / "ko").observables
     assert np.all(obs["total_signal"] == 0.0)
     assert res.minima["signal"] == 0.0
     # without the signal there is no taxis: cells grow by logistic kinetics only

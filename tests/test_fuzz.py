@@ -18,7 +18,6 @@ check) instead of being run, to keep the test fast.
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
 from pathlib import Path
@@ -30,6 +29,7 @@ from hypothesis import strategies as st
 
 from tumorpde import cli
 from tumorpde.config import check, load
+from tumorpde.rundir import read
 from tumorpde.tomlio import dumps
 
 pytestmark = pytest.mark.serial
@@ -161,15 +161,15 @@ def outcome(tmp: Path, text: str, sets: list[str], capsys: Any) -> None:
     if rc == 2:
         assert len(lines) == 1 and lines[0].startswith("tumorpde: error: "), err
         if (out / "run.json").exists():
-            assert json.loads((out / "run.json").read_text())["status"] != "completed"
+            assert read(out).status != "completed"
     elif rc == 1:  # valid but absurd numbers: the solver gives up cleanly, with a checkpoint
         assert len(lines) == 1 and lines[0].startswith("tumorpde: run failed: "), err
-        assert json.loads((out / "run.json").read_text())["status"] == "failed"
+        assert read(out).status == "failed"
         assert (out / "checkpoint.h5").exists()
     else:
         assert rc == 0, err
         if mode is None:
-            assert json.loads((out / "run.json").read_text())["status"] == "completed"
+            assert read(out).status == "completed"
 
 
 @settings(max_examples=500, deadline=None, database=None, derandomize=True,

@@ -11,10 +11,10 @@ from mpi4py import MPI
 
 import numpy as np
 import pytest
-from helpers import read_csv
 
 from tumorpde.config import apply_overrides, find_config, load, load_dict, parse_set, resolve_extends
 from tumorpde.modeldoc import model_markdown
+from tumorpde.rundir import read
 from tumorpde.simulation import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ def test_metastasis_doc_is_generated_from_the_scenario():
 
 def _series(outdir: Path) -> dict:
     comm = MPI.COMM_WORLD
-    return comm.bcast(read_csv(outdir / "observables.csv") if comm.rank == 0 else None, root=0)
+    return comm.bcast(read(outdir).observables if comm.rank == 0 else None, root=0)
 
 
 def test_circulating_cells_seed_the_lung_and_knockouts_stop_them(mpi_tmp):
@@ -78,5 +78,5 @@ def test_init_writes_a_runnable_metastasis_config(tmp_path):
                         *[a for s in TINY[:2] for a in ("--set", s)]], cwd=tmp_path,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    obs = read_csv(tmp_path / "out" / "observables.csv")
+    obs = read(tmp_path / "out").observables
     assert set(OBSERVABLES) | {"ctc", "lymph_node", "bmdc"} <= set(obs)

@@ -12,14 +12,11 @@ from pathlib import Path
 from mpi4py import MPI
 
 import numpy as np
-
 import pytest
 
 import tumorpde as tp
 from tumorpde.config import EXAMPLES_DIR, load_dict
 from tumorpde.model import Config, Discretisation, Mesh, Species, Taxis, Time
-
-from helpers import read_csv
 
 QUICK = ["time.end=0.3", "output.progress=false"]
 
@@ -59,7 +56,7 @@ def test_solve_in_memory_equals_run_directory(mpi_tmp: Path, monkeypatch) -> Non
     disk = tp.Problem(tp.load("quickstart", QUICK)).solve(output=mpi_tmp / "run")
     assert mem.status == disk.status == "completed"
     assert mem.steps == disk.steps == 6 and mem.t == pytest.approx(0.3)
-    csv = read_csv(mpi_tmp / "run" / "observables.csv")
+    csv = tp.read(mpi_tmp / "run").observables
     assert list(mem.observables) == list(csv) == mem.columns
     for col, values in csv.items():
         np.testing.assert_allclose(mem.observables[col], values, rtol=1e-12, atol=1e-14)
@@ -90,8 +87,8 @@ def test_fields_are_the_state_and_can_be_changed() -> None:
     total_before = p.observe()["total_cells"]
     assert total_before > 0
     # the function holds the state: its integral is the species total
-    from dolfinx import fem
     import ufl
+    from dolfinx import fem
 
     integral = p.comm.allreduce(fem.assemble_scalar(fem.form(cells * ufl.dx)), op=MPI.SUM)
     assert integral == pytest.approx(total_before, rel=1e-2)  # consistent vs lumped mass
@@ -280,7 +277,7 @@ def test_every_example_in_memory_equals_its_run(name: str, mpi_tmp: Path) -> Non
     sets = [f"time.end={end!r}", "output.progress=false"]
     mem = tp.Problem(tp.load(name, sets)).solve()
     run(tp.load(name, sets), mpi_tmp / name)
-    csv = read_csv(mpi_tmp / name / "observables.csv")
+    csv = tp.read(mpi_tmp / name).observables
     assert list(csv) == mem.columns and mem.steps == 2
     for col, values in csv.items():
         np.testing.assert_allclose(mem.observables[col], values, rtol=1e-9,

@@ -10,23 +10,22 @@ same number of ranks, 1e-6 when the number of ranks changes.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
 import subprocess
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from mpi4py import MPI
 
 import numpy as np
 import pytest
-from helpers import example, read_csv, run_dict
+from helpers import example, run_dict
 
-from tumorpde.errors import SolverError
+from tumorpde.errors import ConfigError, SolverError
+from tumorpde.rundir import read, read_observables
 
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 CLI = [sys.executable, "-m", "tumorpde"]
@@ -46,8 +45,8 @@ def start(ranks: int, *args: str) -> subprocess.Popen:
 
 def rows(outdir: Path) -> int:
     try:
-        return max(0, len((outdir / "observables.csv").read_text().splitlines()) - 1)
-    except OSError:
+        return len(read_observables(outdir)["t"])
+    except ConfigError:  # not there yet
         return 0
 
 
@@ -69,39 +68,35 @@ def wait_for(outdir: Path, min_rows: int, proc: subprocess.Popen, timeout: float
 
 def readable(outdir: Path) -> int:
     """Every output named by fields.xdmf is readable and finite; every CSV row is complete."""
-    import h5py
-
-    tree = ET.parse(outdir / "fields.xdmf")
-    items = [d.text.strip().split(":", 1)[1] for d in tree.iter("DataItem")]
-    with h5py.File(outdir / "fields.h5", "r") as f:
-        for item in items:
-            data = f[item][...]
-            if "Function" in item:
-                assert np.all(np.isfinite(data)), item
+    run = read(outdir)
+    assert np.all(np.isfinite(run.nodes)) and run.cells.shape[0] > 0
+    for t in run.times:
+        for name, values in run.fields(t).items():
+            assert np.all(np.isfinite(values)), (name, t)
+    # the text itself: the reader would leave out a half-written last row
     lines = (outdir / "observables.csv").read_text().splitlines()
     width = len(lines[0].split(","))
     for ln in lines[1:]:
         assert len([float(v) for v in ln.split(",")]) == width
-    return len({t.get("Value") for t in tree.iter("Time")})
+    return len(run.times)
 
 
 def compare(a: Path, b: Path, rtol: float) -> float:
     """Largest relative difference of observables and fields of two runs (asserted <= rtol)."""
-    import h5py
-
-    oa, ob = read_csv(a / "observables.csv"), read_csv(b / "observables.csv")
+    ra, rb = read(a), read(b)
+    oa, ob = ra.observables, rb.observables
     assert len(oa["t"]) == len(ob["t"]) and oa.keys() == ob.keys()
     np.testing.assert_array_equal(oa["t"], ob["t"])  # same output times, no duplicated rows
     worst = 0.0
     for k in oa:
         scale = max(np.abs(oa[k]).max(), 1e-300)
         worst = max(worst, float(np.abs(oa[k] - ob[k]).max() / scale))
-    with h5py.File(a / "fields.h5", "r") as fa, h5py.File(b / "fields.h5", "r") as fb:
-        assert set(fa["Function"]) == set(fb["Function"])
-        for name in fa["Function"]:
-            for key in fa["Function"][name]:
-                x, y = fa["Function"][name][key][...], fb["Function"][name][key][...]
-                worst = max(worst, float(np.abs(x - y).max() / max(np.abs(x).max(), 1e-300)))
+    assert ra.field_names == rb.field_names and ra.times == rb.times
+    for t in ra.times:
+        fa, fb = ra.fields(t), rb.fields(t)
+        for name in fa:
+            x, y = fa[name], fb[name]
+            worst = max(worst, float(np.abs(x - y).max() / max(np.abs(x).max(), 1e-300)))
     assert (a / "fields.xdmf").read_text() == (b / "fields.xdmf").read_text()
     assert worst <= rtol, worst
     return worst
@@ -130,21 +125,21 @@ def interrupt_and_resume(tmp_path: Path, ranks: int, sig: int, resume_ranks: int
         time.sleep(random.Random(ranks).uniform(0.0, 2.0 * per_row))
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
-        assert json.loads((outdir / "run.json").read_text())["status"] == "running"
+        assert read(outdir).status == "running"
     else:
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
         assert time.time() - t0 < 60
         assert proc.returncode == 128 + sig, err
-        rec = json.loads((outdir / "run.json").read_text())
-        assert rec["status"] == "interrupted" and "checkpoint written" in rec["message"]
+        rec = read(outdir).info
+        assert rec.status == "interrupted" and "checkpoint written" in rec.message
         assert err.count("tumorpde: interrupted:") == 1
     assert readable(outdir) >= 1
     p = subprocess.run(command(resume_ranks, "resume", str(outdir), "-q"), capture_output=True,
                        text=True, timeout=300)
     assert p.returncode == 0, p.stderr
-    rec = json.loads((outdir / "run.json").read_text())
-    assert rec["status"] == "completed" and rec["resumed"][-1]["ranks"] == resume_ranks
+    rec = read(outdir).info
+    assert rec.status == "completed" and rec.resumed[-1].ranks == resume_ranks
     assert not (outdir / "checkpoint.h5").exists()
     return outdir
 
@@ -207,11 +202,11 @@ def test_repeated_failure_stops_with_checkpoint_and_failed_status(mpi_tmp):
     with pytest.raises(SolverError, match="failed 4 times"):
         run_dict(failing_config(), mpi_tmp / "f")
     MPI.COMM_WORLD.Barrier()
-    rec = json.loads((mpi_tmp / "f" / "run.json").read_text())
-    assert rec["status"] == "failed" and "u fell to" in rec["message"]
-    assert rec["counters"]["failed_solves"] >= 4
+    rec = read(mpi_tmp / "f").info
+    assert rec.status == "failed" and "u fell to" in rec.message
+    assert rec.counters.failed_solves >= 4
     assert (mpi_tmp / "f" / "checkpoint.h5").exists()
-    t_last = read_csv(mpi_tmp / "f" / "observables.csv")["t"][-1]
+    t_last = read(mpi_tmp / "f").observables["t"][-1]
     assert 0.35 < t_last < 0.45  # u = 0 at ln 1.5 = 0.405 (up to the time error and tolerance)
 
 
@@ -221,9 +216,9 @@ def test_nan_is_detected_and_stops_the_run(mpi_tmp):
     with pytest.raises(SolverError, match="failed 4 times"):
         run_dict(cfg, mpi_tmp / "n")
     MPI.COMM_WORLD.Barrier()
-    rec = json.loads((mpi_tmp / "n" / "run.json").read_text())
-    assert rec["status"] == "failed"
-    assert read_csv(mpi_tmp / "n" / "observables.csv")["t"][-1] == pytest.approx(0.3, abs=0.05)
+    rec = read(mpi_tmp / "n").info
+    assert rec.status == "failed"
+    assert read(mpi_tmp / "n").observables["t"][-1] == pytest.approx(0.3, abs=0.05)
 
 
 def test_negative_undershoot_is_rejected_and_recovered(mpi_tmp):
@@ -235,15 +230,15 @@ def test_negative_undershoot_is_rejected_and_recovered(mpi_tmp):
     cfg["observables"] = {"umin": {"minimum": "u"}, "umax": {"maximum": "u"}}
     run_dict(cfg, mpi_tmp / "s")
     MPI.COMM_WORLD.Barrier()
-    rec = json.loads((mpi_tmp / "s" / "run.json").read_text())
-    assert rec["status"] == "completed" and rec["counters"]["failed_solves"] >= 1
-    obs = read_csv(mpi_tmp / "s" / "observables.csv")
+    rec = read(mpi_tmp / "s").info
+    assert rec.status == "completed" and rec.counters.failed_solves >= 1
+    obs = read(mpi_tmp / "s").observables
     assert np.all(obs["umin"] >= -(1e-3 * obs["umax"] + 1e-6))  # relative, atol as a floor
     # the same model with the check off shows the undershoot it prevents
     cfg["species"]["u"]["nonnegative"] = False
     run_dict(cfg, mpi_tmp / "s2")
     MPI.COMM_WORLD.Barrier()
-    obs = read_csv(mpi_tmp / "s2" / "observables.csv")
+    obs = read(mpi_tmp / "s2").observables
     assert np.any(obs["umin"] < -(1e-3 * obs["umax"] + 1e-6))
 
 
@@ -296,5 +291,5 @@ def test_cli_failed_run_exits_1_with_one_line(tmp_path):
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert p.returncode == 1 and len(lines) == 1, p.stderr
     assert lines[0].startswith("tumorpde: run failed: step from t=") and "checkpoint" in lines[0]
-    rec = json.loads((tmp_path / "o" / "run.json").read_text())
-    assert rec["status"] == "failed" and (tmp_path / "o" / "checkpoint.h5").exists()
+    rec = read(tmp_path / "o").info
+    assert rec.status == "failed" and (tmp_path / "o" / "checkpoint.h5").exists()

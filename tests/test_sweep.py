@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tumorpde.rundir import read
 from tumorpde.sweep import Vary, design, parse_vary, sensitivity
 
 MPIEXEC = str(Path(sys.executable).with_name("mpiexec"))
@@ -81,10 +82,10 @@ def test_sweep_sobol_finds_that_taxis_conserves_cells(tmp_path):
     assert len(rows) == 4 * (2 + 2)
     assert list(rows[0])[:4] == ["member", "status", "parameters.rho", "parameters.chi"]
     for row in rows:  # the table holds each member's final observables, from its own run
-        run = json.loads((out / "runs" / f"{int(row['member']):04d}" / "run.json").read_text())
-        assert run["status"] == "completed"
-        assert float(row["total_cells"]) == run["final"]["observables"]["total_cells"]
-        assert run["config"]["parameters"]["rho"] == f"{float(row['parameters.rho'])!r} 1/day"
+        run = read(out / "runs" / f"{int(row['member']):04d}").info
+        assert run.status == "completed"
+        assert float(row["total_cells"]) == run.final.observables["total_cells"]
+        assert run.config["parameters"]["rho"] == f"{float(row['parameters.rho'])!r} 1/day"
         assert 0.5 <= float(row["parameters.rho"]) <= 1.0
     ind = json.loads((out / "sensitivity.json").read_text())["indices"]["total_cells"]
     # the upwind taxis conserves mass: total cells depend on growth (rho), hardly on chi
@@ -107,12 +108,12 @@ def test_sweep_mpi_subcommunicators_equal_processes(tmp_path):
     a, b = table(tmp_path / "mpi" / "results.csv"), table(tmp_path / "proc" / "results.csv")
     assert len(a) == 2 * (1 + 1)
     assert a == b
-    ranks = {json.loads((p / "run.json").read_text())["ranks"]
+    ranks = {read(p).info.ranks
              for p in (tmp_path / "mpi" / "runs").iterdir()}
     assert ranks == {1}
     r = tumorpde(*args, "-o", str(tmp_path / "x"), "--ranks-per-member", "2", mpi=2)
     assert r.returncode == 0, r.stderr
-    assert {json.loads((p / "run.json").read_text())["ranks"]
+    assert {read(p).info.ranks
             for p in (tmp_path / "x" / "runs").iterdir()} == {2}
     c = table(tmp_path / "x" / "results.csv")  # 2 ranks per member: equal to round-off
     assert [float(row["total_cells"]) for row in c] == pytest.approx(

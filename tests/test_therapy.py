@@ -11,11 +11,12 @@ from mpi4py import MPI
 
 import numpy as np
 import pytest
-from helpers import read_csv, run_dict
+from helpers import run_dict
 from scipy.integrate import quad
 
 from tumorpde.config import check, load_dict
 from tumorpde.errors import ConfigError
+from tumorpde.rundir import read
 
 
 def interval(**extra) -> dict:
@@ -65,7 +66,7 @@ def test_drug_exposure_is_exact_whatever_the_step(mpi_tmp):
     data["species"]["w"] = {"reaction": "pill"}
     data["time"]["output_every"] = 1.0
     run_dict(data, mpi_tmp / "run")
-    obs = read_csv(mpi_tmp / "run" / "observables.csv") if MPI.COMM_WORLD.rank == 0 else None
+    obs = read(mpi_tmp / "run").observables if MPI.COMM_WORLD.rank == 0 else None
     obs = MPI.COMM_WORLD.bcast(obs, root=0)
     k = math.log(2) / 0.25
     auc = sum(2.0 / k * (1 - math.exp(-k * (3.0 - s))) for s in (0.25, 1.25, 2.25))
@@ -88,7 +89,7 @@ def test_fractions_multiply_species_by_their_surviving_fraction(mpi_tmp):
     x = disc.V0.tabulate_dof_coordinates()[:, 0]
     u = disc.u.x.array[0::disc.n]
     np.testing.assert_allclose(u, (1 + x) * np.exp(-0.6 * (1 + x)) ** 2, rtol=1e-12)
-    obs = MPI.COMM_WORLD.bcast(read_csv(mpi_tmp / "run" / "observables.csv")
+    obs = MPI.COMM_WORLD.bcast(read(mpi_tmp / "run").observables
                                if MPI.COMM_WORLD.rank == 0 else None, root=0)
     # two rows at each fraction time: before and after the jump
     assert list(obs["t"][:2]) == [0.0, 0.0]
@@ -113,7 +114,7 @@ def test_fraction_at_the_start_restarts_the_adaptive_history(mpi_tmp):
     started = run_dict(ref, mpi_tmp / "started")
     assert treated.steps == started.steps
     comm = MPI.COMM_WORLD
-    a, b = (comm.bcast(read_csv(mpi_tmp / d / "observables.csv") if comm.rank == 0 else None,
+    a, b = (comm.bcast(read(mpi_tmp / d).observables if comm.rank == 0 else None,
                        root=0) for d in ("treated", "started"))
     np.testing.assert_allclose(a["total_u"][2:], b["total_u"][1:], rtol=1e-10)
 
@@ -127,7 +128,7 @@ def test_scalar_compartment_follows_the_implicit_scheme(mpi_tmp):
     data["species"]["v"] = {"reaction": "c*per_mm"}
     data["time"].update(end=2.0, dt=0.25, output_every=0.5)
     run_dict(data, mpi_tmp / "run")
-    obs = MPI.COMM_WORLD.bcast(read_csv(mpi_tmp / "run" / "observables.csv")
+    obs = MPI.COMM_WORLD.bcast(read(mpi_tmp / "run").observables
                                if MPI.COMM_WORLD.rank == 0 else None, root=0)
     assert list(obs)[:5] == ["t", "total_u", "total_v", "c", "I_u"]
     c, v = [0.5], [0.0]
@@ -147,7 +148,7 @@ def test_scalar_compartment_is_second_order_with_bdf2(mpi_tmp):
                         parameters={"r": 1.0, "s": 0.0}, observables={"I_u": "u"})
         data["time"].update(end=2.0, dt=dt, scheme="bdf2", output_every=1.0)
         run_dict(data, mpi_tmp / f"run{dt}")
-        obs = MPI.COMM_WORLD.bcast(read_csv(mpi_tmp / f"run{dt}" / "observables.csv")
+        obs = MPI.COMM_WORLD.bcast(read(mpi_tmp / f"run{dt}").observables
                                    if MPI.COMM_WORLD.rank == 0 else None, root=0)
         exact = 1 / (1 + 9 * math.exp(-2.0))
         errors.append(abs(obs["n"][-1] - exact))
@@ -287,8 +288,8 @@ def test_resume_with_scalars_and_fractions_equals_the_uninterrupted_run(tmp_path
     res = subprocess.run([*cli, "resume", "cut", "-q"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr
-    a = read_csv(tmp_path / "ref" / "observables.csv")
-    b = read_csv(tmp_path / "cut" / "observables.csv")
+    a = read(tmp_path / "ref").observables
+    b = read(tmp_path / "cut").observables
     assert list(a) == list(b) and len(a["t"]) == len(b["t"])
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-10, atol=1e-14, err_msg=k)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tomllib
@@ -11,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import read_csv, run_dict
+from helpers import run_dict
 
 from tumorpde.config import find_config, load, resolve_extends
 from tumorpde.modeldoc import model_markdown
+from tumorpde.rundir import read
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["tumor", "csc", "fibroblast", "caf", "ecm", "mmp", "tgfb", "vegf", "oxygen", "vessel",
@@ -54,13 +54,13 @@ def test_tme2d_small_serial_equals_two_ranks_and_stays_non_negative(tmp_path):
                         capture_output=True, text=True, timeout=600)
     assert r1.returncode == 0, r1.stderr
     assert r2.returncode == 0, r2.stderr
-    a = read_csv(tmp_path / "s" / "observables.csv")
-    b = read_csv(tmp_path / "p" / "observables.csv")
+    a = read(tmp_path / "s").observables
+    b = read(tmp_path / "p").observables
     assert {f"total_{f}" for f in FIELDS} | set(OBSERVABLES) <= set(a)
     for k in a:
         np.testing.assert_allclose(b[k], a[k], rtol=1e-6, atol=1e-12, err_msg=k)
-    run = json.loads((tmp_path / "s" / "run.json").read_text())
-    minima = run["final"]["minima"]
+    run = read(tmp_path / "s").info
+    minima = run.final.minima
     assert set(minima) == set(FIELDS)
     assert min(minima.values()) > -1e-6, minima
     assert a["tumor_burden"][-1] > a["tumor_burden"][0]
@@ -72,7 +72,7 @@ def test_knockout_caf_holds_it_at_zero(tmp_path):
                         "--knockout", "caf", "-o", "ko"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    obs = read_csv(tmp_path / "ko" / "observables.csv")
+    obs = read(tmp_path / "ko").observables
     assert np.all(obs["total_caf"] == 0.0)
     assert np.all(obs["caf_density_tumor"] == 0.0)
 

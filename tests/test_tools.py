@@ -16,8 +16,9 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from tumorpde.rundir import read
 
 pytestmark = pytest.mark.subprocess
 
@@ -82,10 +83,8 @@ def distinct_colours(path: Path) -> int:
 
 
 def h5_range(run: Path, field: str) -> tuple[float, float]:
-    import h5py
-
-    with h5py.File(run / "fields.h5", "r") as f:
-        data = [np.asarray(d) for d in f[f"Function/{field}"].values()]
+    r = read(run)
+    data = [r.field(field, t) for t in r.times]
     return float(min(d.min() for d in data)), float(max(d.max() for d in data))
 
 
@@ -191,15 +190,15 @@ def test_plot_observables(tme_run, tmp_path):
 
 def test_plot_reads_a_running_job(tmp_path):
     """A row being written when the file is read is left out; a bad row is an error."""
-    from tumorpde.plot import read_observables
+    from tumorpde.plot import observable_columns
 
     (tmp_path / "observables.csv").write_text("t,total_u\n0.0,1.0\n0.5,1.5\n1.0,")
-    assert read_observables(tmp_path) == {"t": [0.0, 0.5], "total_u": [1.0, 1.5]}
+    assert observable_columns(tmp_path) == {"t": [0.0, 0.5], "total_u": [1.0, 1.5]}
     (tmp_path / "observables.csv").write_text("t,total_u\n0.0,1.0\n0.5\n1.0,2.0\n")
     from tumorpde.errors import ConfigError
 
     with pytest.raises(ConfigError, match="line 3: 1 values for 2 columns"):
-        read_observables(tmp_path)
+        observable_columns(tmp_path)
 
 
 # ----------------------------------------------------------------------------- report
@@ -232,12 +231,12 @@ def test_report_html_is_one_self_contained_page(qs_run, tmp_path):
     checker.feed(text)
     assert not checker.stack
     assert checker.count["img"] == 1 and text.count('src="data:image/png;base64,') == 1
-    run = json.loads((qs_run / "run.json").read_text())
-    for key, version in run["versions"].items():
+    run = read(qs_run).info
+    for key, version in run.versions.items():
         assert f"<td>{key}</td><td>{version}</td>" in text
-    final = run["final"]["observables"]
+    final = run.final.observables
     assert f"<code>total_cells</code></td><td>{final['total_cells']:.6g}</td>" in text
-    assert run["config"]["title"] in text and "<td><code>rho</code></td><td>0.8 1/day</td>" in text
+    assert run.config["title"] in text and "<td><code>rho</code></td><td>0.8 1/day</td>" in text
     assert list(tmp_path.iterdir()) == [out]  # no side files
 
 

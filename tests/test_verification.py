@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from tumorpde.config import check, load_dict
+from tumorpde.rundir import read
 from tumorpde.verification import configs as vc
 from tumorpde.verification.cases import (
     Ctx,
@@ -159,11 +160,10 @@ def test_manufactured_toml_runs_through_the_cli_on_two_ranks(tmp_path):
     out = tmp_path / "out"
     subprocess.run([str(BIN / "mpiexec"), "-n", "2", str(BIN / "tumorpde"), "run", str(mms),
                     "-o", str(out), "-q"], check=True, capture_output=True, text=True)
-    rows = (out / "observables.csv").read_text().splitlines()
-    header, last = rows[0].split(","), [float(v) for v in rows[-1].split(",")]
-    err = {k: math.sqrt(last[header.index(f"sq_error_{k}")]) for k in ("cells", "signal")}
+    obs = read(out).observables
+    err = {k: math.sqrt(obs[f"sq_error_{k}"][-1]) for k in ("cells", "signal")}
     assert err["cells"] < 5e-3 and err["signal"] < 5e-3, err
-    assert json.loads((out / "run.json").read_text())["ranks"] == 2
+    assert read(out).info.ranks == 2
 
 
 @pytest.mark.subprocess

@@ -9,6 +9,7 @@ of :mod:`tumorpde.model`), and run them with DOLFINx/PETSc over MPI::
     problem = tp.Problem(config)                        # validated, mesh, forms, solver
     result = problem.solve()                            # in memory (output=DIR writes files)
     result.observables["total_cells"]                   # numpy array per observable column
+    run = tp.read("out/model")                          # a run directory read back
 
 Names are imported lazily, so ``import tumorpde`` does not load DOLFINx.
 """
@@ -24,10 +25,11 @@ from tumorpde.errors import ConfigError, SolverError
 if TYPE_CHECKING:  # pragma: no cover
     from tumorpde.model import Config
     from tumorpde.problem import Problem, Result
+    from tumorpde.rundir import Run, read
     from tumorpde.trackers import Callback, Progress, Tracker
 
 __all__ = ["__version__", "ConfigError", "SolverError", "load", "Problem", "Result", "Config",
-           "Tracker", "Callback", "Progress", "trackers"]
+           "Tracker", "Callback", "Progress", "trackers", "read", "Run"]
 
 _LAZY = {
     "Problem": ("tumorpde.problem", "Problem"),
@@ -36,6 +38,8 @@ _LAZY = {
     "Tracker": ("tumorpde.trackers", "Tracker"),
     "Callback": ("tumorpde.trackers", "Callback"),
     "Progress": ("tumorpde.trackers", "Progress"),
+    "read": ("tumorpde.rundir", "read"),
+    "Run": ("tumorpde.rundir", "Run"),
 }
 
 

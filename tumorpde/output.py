@@ -15,7 +15,9 @@
   appended by a single ``write`` (never half a row).
 * ``run.json``: resolved config, versions, ranks, wall times, counters and
   ``status`` (``running`` -> ``completed`` / ``failed`` / ``interrupted``),
-  replaced atomically on rank 0.
+  replaced atomically on rank 0; its schema is :class:`tumorpde.runinfo.RunInfo`.
+
+:mod:`tumorpde.rundir` reads all of them back.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import numpy as np
 
 from tumorpde.compat import geometry_dofmap
 from tumorpde.errors import ConfigError
+from tumorpde.runinfo import RunInfo
 
 __all__ = ["FieldWriter", "ObservableWriter", "RunRecord", "NodeOrder", "RunLock",
            "write_json_atomic", "time_key"]
@@ -373,6 +376,10 @@ class ObservableWriter:
 class RunRecord:
     """The contents of ``run.json``, rewritten atomically on rank 0 as the run progresses.
 
+    ``data`` is the record as a plain dict (the run updates it as it goes); every
+    :meth:`save` writes it through :class:`tumorpde.runinfo.RunInfo`, so what is
+    written always follows the schema (a key of the wrong type is an error).
+
     With ``previous`` (the record of an interrupted run being resumed), its
     counters and wall times are kept and a ``resumed`` entry is added.
     """
@@ -411,11 +418,17 @@ class RunRecord:
         """Merge keys into the record (no write)."""
         self.data.update(kw)
 
+    @property
+    def info(self) -> RunInfo:
+        """The record as a :class:`~tumorpde.runinfo.RunInfo` (a copy)."""
+        return RunInfo.from_json(self.data)
+
     def save(self) -> None:
-        """Write the record (rank 0)."""
+        """Write the record (rank 0; every rank checks it against the schema)."""
         self.data.setdefault("wall_time", {})["total"] = self.elapsed + time.perf_counter() - self.t0
+        text = self.info.dumps()
         if self.comm.rank == 0:
-            write_json_atomic(self.path, self.data)
+            write_text_atomic(self.path, text)
 
     def finish(self, status: str, message: str | None = None) -> None:
         """Set the final status and write."""

@@ -1,7 +1,7 @@
 """Figures of a run's observables over time (``tumorpde plot``).
 
-Reads ``observables.csv`` and ``run.json`` of an output directory (also while the
-run is still going) and draws, with matplotlib:
+Reads ``observables.csv`` and ``run.json`` of an output directory with
+:mod:`tumorpde.rundir` (also while the run is still going) and draws, with matplotlib:
 
 * ``species.png``: the integral of every species over the domain (``total_<name>``),
   one panel each;
@@ -13,8 +13,6 @@ Panels share the time axis (in the model's time unit) and mark the last value.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import textwrap
 from collections.abc import Sequence
@@ -22,53 +20,23 @@ from pathlib import Path
 from typing import Any
 
 from tumorpde.errors import ConfigError
+from tumorpde.rundir import read_info, read_observables
 
-__all__ = ["read_run", "read_observables", "plot", "FORMATS"]
+__all__ = ["plot", "FORMATS"]
 
 FORMATS = ("png", "svg", "pdf")
 
 
-def read_observables(rundir: Path) -> dict[str, list[float]]:
-    """``observables.csv`` as columns of floats.
+def observable_columns(rundir: Path) -> dict[str, list[float]]:
+    """``observables.csv`` as columns of floats, with at least one row.
 
     Raises:
         ConfigError: The file is missing, empty or malformed.
     """
-    path = rundir / "observables.csv"
-    if not path.is_file():
-        raise ConfigError("", f"{rundir} has no observables.csv (not the output directory of "
-                              "`tumorpde run`?)")
-    try:
-        text = path.read_text(encoding="utf-8")
-        if text and not text.endswith("\n"):  # a row still being written by a running job
-            text = text[:text.rfind("\n") + 1]
-        rows = [r for r in csv.reader(text.splitlines()) if r]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError("", f"cannot read {path}: {exc}") from None
-    if not rows or rows[0][:1] != ["t"]:
-        raise ConfigError("", f"{path} is not an observables table (no 't' column)")
-    header, body = rows[0], rows[1:]
-    if not body:
-        raise ConfigError("", f"{path} has no rows yet")
-    cols: dict[str, list[float]] = {h: [] for h in header}
-    for i, r in enumerate(body, start=2):
-        if len(r) != len(header):
-            raise ConfigError("", f"{path}, line {i}: {len(r)} values for {len(header)} columns")
-        try:
-            for h, v in zip(header, r, strict=True):
-                cols[h].append(float(v))
-        except ValueError:
-            raise ConfigError("", f"{path}, line {i}: not a number") from None
+    cols = {k: v.tolist() for k, v in read_observables(rundir).items()}
+    if not cols["t"]:
+        raise ConfigError("", f"{rundir / 'observables.csv'} has no rows yet")
     return cols
-
-
-def read_run(rundir: Path) -> dict[str, Any]:
-    """``run.json`` of a run directory ({} when absent or unreadable)."""
-    try:
-        data = json.loads((rundir / "run.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _panels(ax_list: Any, names: list[str], cols: dict[str, list[float]], titles: dict[str, str],
@@ -140,9 +108,12 @@ def plot(rundir: str | Path, outdir: str | Path | None = None,
         raise ConfigError("--format", f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
     if not (10 <= dpi <= 1200):
         raise ConfigError("--dpi", f"{dpi} must be between 10 and 1200")
-    cols = read_observables(rundir)
-    run = read_run(rundir)
-    cfg = run.get("config", {}) if isinstance(run.get("config"), dict) else {}
+    cols = observable_columns(rundir)
+    try:
+        info = read_info(rundir)
+    except ConfigError:  # the observables alone are enough
+        info = None
+    cfg = info.config if info is not None else {}
     available = [c for c in cols if c != "t"]
     if columns:
         unknown = [c for c in columns if c not in cols or c == "t"]
@@ -160,7 +131,7 @@ def plot(rundir: str | Path, outdir: str | Path | None = None,
     tunit = units.get("time", "")
     tlabel = f"t ({tunit})" if tunit else "t"
     title = str(cfg.get("title", "")) or rundir.name
-    status = run.get("status")
+    status = info.status if info is not None else None
     if status and status != "completed":
         title += f" ({status} at t = {cols['t'][-1]:.4g})"
     out = Path(outdir) if outdir is not None else rundir / "plots"

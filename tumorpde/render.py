@@ -34,13 +34,13 @@ import struct
 import subprocess
 import tempfile
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tumorpde.errors import ConfigError, ToolError
+from tumorpde.rundir import read_info, read_xdmf
 
 __all__ = ["FieldsInfo", "RenderResult", "read_fields_xdmf", "find_pvbatch", "clean_environment",
            "virtual_display", "render", "colormap", "PVBATCH_ENV"]
@@ -107,48 +107,16 @@ class RenderResult:
     ranges: dict[str, list[float]] = field(default_factory=dict)
 
 
-_TOPOLOGY_DIM = {"polyvertex": 0, "polyline": 1, "triangle": 2, "quadrilateral": 2,
-                 "triangle_6": 2, "quadrilateral_9": 2, "tetrahedron": 3, "hexahedron": 3,
-                 "tetrahedron_10": 3, "hexahedron_27": 3}
-
-
 def read_fields_xdmf(path: Path) -> FieldsInfo:
     """Fields, times and mesh dimension of a tumorpde ``fields.xdmf`` (no ParaView needed).
 
     Raises:
-        ConfigError: The file is missing or is not an XDMF file of a run.
+        ConfigError: The file is missing, is not an XDMF file of a run or names no fields.
     """
-    if not path.is_file():
-        raise ConfigError("", f"{path.parent} has no fields.xdmf (not the output directory of "
-                              "`tumorpde run`?)")
-    try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as exc:
-        raise ConfigError("", f"cannot read {path}: {exc}") from None
-    domain = root.find("Domain")
-    if domain is None:
-        raise ConfigError("", f"{path} is not an XDMF file (no Domain)")
-    fields: list[str] = []
-    times: list[float] = []
-    tdim, cells = 0, 0
-    for grid in domain.findall("Grid"):
-        if grid.get("CollectionType") == "Temporal":
-            name = grid.get("Name", "")
-            if name not in fields:
-                fields.append(name)
-            if len(fields) == 1:
-                for sub in grid.findall("Grid"):
-                    t = sub.find("Time")
-                    if t is not None:
-                        times.append(float(t.get("Value", "nan")))
-        elif grid.get("GridType", "Uniform") == "Uniform" and tdim == 0:
-            topo = grid.find("Topology")
-            if topo is not None:
-                tdim = _TOPOLOGY_DIM.get(topo.get("TopologyType", "").lower(), 0)
-                cells = int(topo.get("NumberOfElements", "0") or 0)
-    if not fields:
+    info = read_xdmf(path)
+    if not info.fields:
         raise ConfigError("", f"{path} holds no fields (did the run write any output?)")
-    return FieldsInfo(fields, times, tdim or 2, cells)
+    return FieldsInfo(info.fields, info.times, info.tdim or 2, info.cells)
 
 
 def colormap(name: str) -> str:
@@ -265,9 +233,9 @@ def _pick_times(info: FieldsInfo, time: float | None) -> list[float]:
 
 def _units(rundir: Path) -> tuple[str, str]:
     try:
-        cfg = json.loads((rundir / "run.json").read_text())["config"]
+        cfg = read_info(rundir).config
         return str(cfg["units"]["time"]), str(cfg["units"]["length"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (ConfigError, KeyError, TypeError):
         return "", ""
 
 

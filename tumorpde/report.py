@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from tumorpde.errors import ConfigError, ToolError
-from tumorpde.plot import plot, read_observables, read_run
+from tumorpde.plot import observable_columns, plot
+from tumorpde.rundir import read_info
+from tumorpde.runinfo import MeshInfo, RunInfo
 
 __all__ = ["report", "ReportResult"]
 
@@ -173,12 +175,9 @@ def report(rundir: str | Path, output: str | Path | None = None, snapshots: bool
     fmt = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md"}.get(out.suffix.lower())
     if fmt is None:
         raise ConfigError("--output", f"{out.name}: the report is .html or .md")
-    run = read_run(rundir)
-    if not run:
-        raise ConfigError("", f"{rundir} has no readable run.json (not the output directory of "
-                              "`tumorpde run`?)")
-    cols = read_observables(rundir)
-    cfg = run.get("config", {}) if isinstance(run.get("config"), dict) else {}
+    run = read_info(rundir)
+    cols = observable_columns(rundir)
+    cfg = run.config
     # HTML embeds its images: they are made in a temporary folder
     assets = (Path(tempfile.mkdtemp(prefix="tumorpde-report-")) if fmt == "html"
               else out.with_name(out.stem + "_files"))
@@ -189,7 +188,12 @@ def report(rundir: str | Path, output: str | Path | None = None, snapshots: bool
             shutil.rmtree(assets, ignore_errors=True)
 
 
-def _write(rundir: Path, out: Path, fmt: str, assets: Path, run: dict[str, Any],
+def _or(value: Any, default: Any) -> Any:
+    """``value``, or ``default`` where run.json has no such key."""
+    return default if value is None else value
+
+
+def _write(rundir: Path, out: Path, fmt: str, assets: Path, run: RunInfo,
            cols: dict[str, list[float]], cfg: dict[str, Any], snapshots: bool,
            pvbatch: str | None, timeout: float | None) -> ReportResult:
     if fmt == "md" and assets.exists():
@@ -232,37 +236,36 @@ def _write(rundir: Path, out: Path, fmt: str, assets: Path, run: dict[str, Any],
 
     page = _Page(fmt, embed)
     title = str(cfg.get("title") or rundir.name)
-    status = str(run.get("status", "unknown"))
+    status = run.status
     page.heading(1, title)
     t_last = cols["t"][-1]
     intro = (f"Run directory {rundir.resolve()}: {status} at t = {t_last:.6g} "
              f"{cfg.get('units', {}).get('time', '')}".rstrip() + ".")
-    if run.get("message"):
-        intro += f" Message: {run['message']}"
+    if run.message:
+        intro += f" Message: {run.message}"
     page.para(intro)
 
     page.heading(2, "Run")
-    counters = run.get("counters", {}) if isinstance(run.get("counters"), dict) else {}
-    wall = run.get("wall_time", {}) if isinstance(run.get("wall_time"), dict) else {}
-    mesh = run.get("mesh", {}) if isinstance(run.get("mesh"), dict) else {}
+    counters, wall = run.counters, run.wall_time
+    mesh = run.mesh or MeshInfo()
     rows = [["status", status],
-            ["started / finished", f"{run.get('started', '?')} / {run.get('finished', '-')}"],
+            ["started / finished", f"{_or(run.started, '?')} / {_or(run.finished, '-')}"],
             ["time span", f"{cfg.get('time', {}).get('start', '?')} .. "
                           f"{cfg.get('time', {}).get('end', '?')} {cfg.get('units', {}).get('time', '')}"
                           f" ({cfg.get('time', {}).get('scheme', '?')}"
                           f"{', adaptive' if cfg.get('time', {}).get('adaptive') else ''})"],
-            ["steps", f"{counters.get('steps', '?')} accepted, "
-                      f"{counters.get('rejected_steps', 0)} rejected, "
-                      f"{counters.get('failed_solves', 0)} failed solves"],
-            ["iterations", f"{counters.get('newton_iterations', '?')} Newton, "
-                           f"{counters.get('linear_iterations', '?')} linear"],
-            ["wall time", f"{_seconds(wall.get('total'))} (setup {_seconds(wall.get('setup'))}, "
-                          f"solve {_seconds(wall.get('solve'))})"],
-            ["mesh", f"{mesh.get('cells', '?')} cells, {mesh.get('dofs', '?')} unknowns, "
-                     f"P{mesh.get('degree', '?')} ({cfg.get('mesh', {}).get('shape', '?')})"],
-            ["MPI ranks", run.get("ranks", "?")], ["host", run.get("host", "?")],
-            ["command", " ".join(["tumorpde", *[str(a) for a in run.get("argv", [])[1:]]])
-             if run.get("argv") else "-"]]
+            ["steps", f"{_or(counters.steps, '?')} accepted, "
+                      f"{_or(counters.rejected_steps, 0)} rejected, "
+                      f"{_or(counters.failed_solves, 0)} failed solves"],
+            ["iterations", f"{_or(counters.newton_iterations, '?')} Newton, "
+                           f"{_or(counters.linear_iterations, '?')} linear"],
+            ["wall time", f"{_seconds(wall.total)} (setup {_seconds(wall.setup)}, "
+                          f"solve {_seconds(wall.solve)})"],
+            ["mesh", f"{_or(mesh.cells, '?')} cells, {_or(mesh.dofs, '?')} unknowns, "
+                     f"P{_or(mesh.degree, '?')} ({cfg.get('mesh', {}).get('shape', '?')})"],
+            ["MPI ranks", _or(run.ranks, "?")], ["host", _or(run.host, "?")],
+            ["command", " ".join(["tumorpde", *[str(a) for a in run.argv[1:]]])
+             if run.argv else "-"]]
     if cfg.get("knockout"):
         rows.insert(3, ["knockout", ", ".join(cfg["knockout"])])
     page.table(["", ""], rows)
@@ -322,7 +325,7 @@ def _write(rundir: Path, out: Path, fmt: str, assets: Path, run: dict[str, Any],
     page.details("resolved configuration (TOML, as stored in run.json)", text.rstrip(), "toml")
 
     page.heading(2, "Versions")
-    versions = run.get("versions", {}) if isinstance(run.get("versions"), dict) else {}
+    versions = run.versions or {}
     page.table(["component", "version"], [[k, v] for k, v in versions.items()])
     stamp = time.strftime("%Y-%m-%d %H:%M")
     page.para(f"Written by `tumorpde report` on {stamp}.")

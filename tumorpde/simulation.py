@@ -13,7 +13,6 @@ and :func:`resume` what ``tumorpde resume DIR`` does.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -40,22 +39,17 @@ def prepare(cfg: Config, comm: MPI.Comm = MPI.COMM_WORLD,
 
 def _load_previous(outdir: Path, comm: MPI.Comm) -> dict[str, Any]:
     """``run.json`` of the run to resume (rank 0 reads, every rank gets it or the error)."""
+    from tumorpde.rundir import read_info
+
     data, error = None, None
     if comm.rank == 0:
-        path = outdir / "run.json"
-        if not outdir.is_dir():
-            error = f"{outdir} is not a directory"
-        elif not path.is_file():
-            error = f"{outdir} holds no run.json: not the output directory of a run"
-        else:
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
-                    raise ValueError("no config in it")
-            except (OSError, ValueError) as exc:
-                error = f"{path} is unreadable ({exc})"
-        if data is not None and data.get("status") == "completed":
-            error = f"the run in {outdir} has already completed (nothing to resume)"
+        try:
+            info = read_info(outdir)
+            data = info.to_json()
+            if info.status == "completed":
+                error = f"the run in {outdir} has already completed (nothing to resume)"
+        except ConfigError as exc:
+            error = exc.message
     error = comm.bcast(error, root=0)
     if error:
         raise ConfigError("resume", error)

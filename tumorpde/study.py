@@ -16,7 +16,6 @@ are thin scripts over these two functions, with a ``--size`` switch:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 from mpi4py import MPI
 
 from tumorpde.config import apply_overrides, find_config, load_dict, parse_set, read_data
+from tumorpde.rundir import read_observables
 
 __all__ = ["Variant", "SIZES", "CELL_FACTOR", "run_variants", "plot_variants", "experiment_setup",
            "read_series"]
@@ -67,11 +67,9 @@ def _load_base(model: str, size: str, extra: Sequence[str]) -> dict[str, Any]:
     return apply_overrides(data, [parse_set(s) for s in [*SIZES[size], *extra]])
 
 
-def read_series(path: Path) -> dict[str, list[float]]:
-    """``observables.csv`` as columns."""
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    return {h: [float(r[i]) for r in rows[1:]] for i, h in enumerate(rows[0])}
+def read_series(run_dir: Path) -> dict[str, list[float]]:
+    """``observables.csv`` of a run directory as columns (lists of floats)."""
+    return {k: v.tolist() for k, v in read_observables(run_dir).items()}
 
 
 def run_variants(model: str, variants: Sequence[Variant], outdir: Path, size: str = "medium",
@@ -96,8 +94,7 @@ def run_variants(model: str, variants: Sequence[Variant], outdir: Path, size: st
         if v.knockout:
             data["knockout"] = sorted(set(data.get("knockout", [])) | set(v.knockout))
         res = run(load_dict(data), outdir / v.name, comm)
-        series = comm.bcast(read_series(outdir / v.name / "observables.csv")
-                            if comm.rank == 0 else None, root=0)
+        series = comm.bcast(read_series(outdir / v.name) if comm.rank == 0 else None, root=0)
         results[v.name] = {"final": res.final, "series": series,
                            "set": v.set, "knockout": v.knockout}
     return results

@@ -51,6 +51,8 @@ import numpy as np
 
 from tumorpde.config import check, find_config, load, parse_set, read_data
 from tumorpde.errors import ConfigError
+from tumorpde.rundir import read_info
+from tumorpde.runinfo import RunInfo
 
 __all__ = ["Vary", "Member", "SweepResult", "METHODS", "parse_vary", "design", "sweep",
            "sensitivity"]
@@ -272,14 +274,15 @@ def _run_process(path: Path, sets: list[str], knockout: list[str], member: Membe
     for k in knockout:
         cmd += ["--knockout", k]
     proc = subprocess.run(cmd, capture_output=True, text=True)
-    record: dict[str, Any] = {}
     try:
-        record = json.loads((rundir / "run.json").read_text())
-    except (OSError, ValueError):
-        pass
-    if proc.returncode == 0 and record.get("status") == "completed":
+        info: RunInfo | None = read_info(rundir)
+    except ConfigError:
+        info = None
+    final = info.final if info is not None else None
+    if (proc.returncode == 0 and info is not None and info.status == "completed"
+            and final is not None and final.observables is not None):
         member.status = "completed"
-        member.observables = {k: float(v) for k, v in record["final"]["observables"].items()}
+        member.observables = {k: float(v) for k, v in final.observables.items()}
     else:
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         member.status = "failed"

@@ -100,8 +100,7 @@ for arm in arms:
 if args.reuse:
     res = {}
     for v in variants:
-        series = comm.bcast(read_series(runs / v.name / "observables.csv") if comm.rank == 0
-                            else None, root=0)
+        series = comm.bcast(read_series(runs / v.name) if comm.rank == 0 else None, root=0)
         res[v.name] = {"series": series, "final": {k: c[-1] for k, c in series.items()}}
 else:
     res = run_variants(SCENARIO, variants, runs, args.size, MESH[args.size])

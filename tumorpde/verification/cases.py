@@ -25,7 +25,7 @@ from tumorpde.errors import SolverError
 from tumorpde.verification import analysis as an
 from tumorpde.verification import configs as vc
 from tumorpde.verification.mms import dump_toml
-from tumorpde.verification.runner import Study, errors, read_csv, read_fields, run_config, study
+from tumorpde.verification.runner import Study, errors, read_fields, read_observables, run_config, study
 
 __all__ = ["Table", "Check", "Figure", "CaseResult", "Ctx", "CASES", "run_case"]
 
@@ -338,7 +338,7 @@ def fisher_front(h: float, dt: float, end: float, length: float, workdir: Path,
                  comm: MPI.Comm = MPI.COMM_WORLD) -> dict[str, Any]:
     """Front from a step: position ``integral(u) - 5`` against time, and the Bramson fits."""
     run_config(vc.fisher_front(h, dt, end, length), workdir, comm)
-    obs = read_csv(workdir / "observables.csv", comm)
+    obs = read_observables(workdir, comm)
     t, x = obs["t"], obs["front"] - 5.0
     vstar, lam = an.fisher_vstar(h, dt)
     fit = an.bramson_fit(t[1:], x[1:], end / 4.0, vstar)
@@ -424,7 +424,7 @@ def glioma_speed(workdir: Path, comm: MPI.Comm = MPI.COMM_WORLD) -> dict[str, fl
     from tumorpde.simulation import run
 
     run(load(find_config("fisher-kpp"), ["output.progress=false"]), workdir, comm)
-    obs = read_csv(workdir / "observables.csv", comm)
+    obs = read_observables(workdir, comm)
     t, x = obs["t"], obs["front_position"]
     D, rho = 0.13, 0.012   # mm^2/day, 1/day (the example's parameters, Swanson et al.)
     m = t >= t[-1] - 50.0
@@ -485,7 +485,7 @@ def _ks_run(ctx: Ctx, label: str, data: dict[str, Any], res: CaseResult) -> list
         run_config(data, out, ctx.comm)
     except SolverError:
         status = "failed (Newton)"
-    obs = read_csv(out / "observables.csv", ctx.comm)
+    obs = read_observables(out, ctx.comm)
     drift, mn = _mass_drift(obs["total_cells"]), float(np.min(obs["min_cells"]))
     n = data["mesh"]["cells"][0]
     if status == "completed":  # a failed run's last step is not comparable between partitions
@@ -509,7 +509,7 @@ def ac98_min_and_mass(data: dict[str, Any], out: Path, comm: MPI.Comm = MPI.COMM
                       fields: bool | list[str] = False) -> dict[str, Any]:
     """Run an AC98 config; minimum of n over all steps, mass drift, observables."""
     r = run_config(data, out, comm, fields=fields)
-    obs = read_csv(out / "observables.csv", comm)
+    obs = read_observables(out, comm)
     out_d = {"min": float(np.min(obs["min_n"])), "drift": _mass_drift(obs["total_n"]),
              "steps": r.steps, "obs": obs}
     del r
@@ -769,7 +769,7 @@ def case_ac2000(ctx: Ctx) -> CaseResult:
     r = run_config(vc.ac2000(n, end, dt), out, ctx.comm, fields=True)
     del r
     _collect()
-    obs = read_csv(out / "observables.csv", ctx.comm)
+    obs = read_observables(out, ctx.comm)
     flds = read_fields(out, ["n", "f", "m"], ctx.comm)
     drift, mn = _mass_drift(obs["total_n"]), float(np.min(obs["min_n"]))
     res.metrics["~mass drift"] = drift
@@ -849,7 +849,7 @@ def gg_run(delta1: float, n: int, length: float, end: float, dt: float, workdir:
     """One Gatenby-Gawlinski run: speed, front, normal tissue behind it, gap width."""
     run_config(vc.gatenby_gawlinski(delta1, n, length, end, dt), workdir, comm, fields=True)
     _collect()
-    obs = read_csv(workdir / "observables.csv", comm)
+    obs = read_observables(workdir, comm)
     f = read_fields(workdir, ["normal", "tumour", "acid"], comm)
     t = obs["t"]
     m = t >= end / 2

@@ -7,7 +7,6 @@ returns the same numbers on every rank.
 from __future__ import annotations
 
 import copy
-import csv
 import gc
 import math
 from dataclasses import dataclass, field
@@ -19,11 +18,12 @@ from mpi4py import MPI
 import numpy as np
 
 from tumorpde import expressions as ex
+from tumorpde import rundir
 from tumorpde.compat import import_dolfinx
 from tumorpde.config import load_dict
 from tumorpde.simulation import RunResult, run
 
-__all__ = ["run_config", "exact_ufl", "errors", "rates", "read_csv", "read_fields", "Study",
+__all__ = ["run_config", "exact_ufl", "errors", "rates", "read_observables", "read_fields", "Study",
            "study", "fit_order", "Fields"]
 
 
@@ -110,15 +110,9 @@ def fit_order(errs: list[float], hs: list[float]) -> float:
     return float(np.polyfit(np.log(hs), np.log(errs), 1)[0])
 
 
-def read_csv(path: Path, comm: MPI.Comm = MPI.COMM_WORLD) -> dict[str, np.ndarray]:
-    """Columns of ``observables.csv`` (read by rank 0, broadcast)."""
-    cols = None
-    if comm.rank == 0:
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-        header, body = rows[0], np.array(rows[1:], dtype=float)
-        cols = {h: body[:, i].copy() for i, h in enumerate(header)}
-    return comm.bcast(cols, root=0)
+def read_observables(outdir: Path, comm: MPI.Comm = MPI.COMM_WORLD) -> dict[str, np.ndarray]:
+    """Columns of ``observables.csv`` of a run directory (read by rank 0, broadcast)."""
+    return comm.bcast(rundir.read_observables(outdir) if comm.rank == 0 else None, root=0)
 
 
 @dataclass
@@ -138,21 +132,14 @@ class Fields:
 
 def read_fields(outdir: Path, names: list[str], comm: MPI.Comm = MPI.COMM_WORLD,
                 bcast: bool = True) -> Fields | None:
-    """Read ``fields.h5`` on rank 0 (and broadcast unless ``bcast`` is False)."""
+    """Every output of ``names`` in a run directory (rank 0 reads; broadcast unless not ``bcast``)."""
     out = None
     comm.Barrier()
     if comm.rank == 0:
-        import h5py
-
-        with h5py.File(outdir / "fields.h5", "r") as f:
-            x = np.asarray(f["Mesh/mesh/geometry"][...])
-            cells = np.asarray(f["Mesh/mesh/topology"][...])
-            keys = list(f["Function"][names[0]].keys())
-            times = [float(k.replace("_", ".")) for k in keys]
-            order = np.argsort(times)
-            vals = {n: [np.asarray(f["Function"][n][keys[i]][...]).ravel() for i in order]
-                    for n in names}
-        out = Fields(x, cells, [times[i] for i in order], vals)
+        run = rundir.read(outdir)
+        snaps = [run.fields(t, names=names) for t in run.times]
+        out = Fields(run.nodes, run.cells, [s.t for s in snaps],
+                     {n: [s[n] for s in snaps] for n in names})
     if bcast:
         out = comm.bcast(out, root=0)
     return out
@@ -187,7 +174,7 @@ def study(builds: list[tuple[float, dict[str, Any]]], exact: dict[str, str], wor
         h1.append(math.sqrt(sum(e[1] ** 2 for e in errs.values())))
         mins.append(min(res.minima.values()))
         steps.append(float(res.steps))
-        dts = np.diff(read_csv(workdir / f"run{i}" / "observables.csv", comm)["t"])
+        dts = np.diff(read_observables(workdir / f"run{i}", comm)["t"])
         ratios = dts[1:] / dts[:-1] if len(dts) > 1 else np.ones(1)
         rmin.append(float(ratios.min()))
         rmax.append(float(ratios.max()))
