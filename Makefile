@@ -64,7 +64,7 @@ bench: $(STAMP)
 	BIOFVM_DIR="$(BIOFVM_DIR)" $(PY) -m benchmarks.run $(BENCH_FLAGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check tumorpde tests
+	$(PY) -m ruff check tumorpde tests docs/tutorials
 
 # pin the versions installed in $(VENV) into constraints.txt (after changing dependencies)
 constraints: $(STAMP)
