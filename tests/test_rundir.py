@@ -108,7 +108,7 @@ def test_to_pandas(qs):
     try:
         import pandas  # noqa: F401
     except ImportError:
-        with pytest.raises(ConfigError, match="needs pandas"):
+        with pytest.raises(ImportError, match="needs pandas"):
             run.to_pandas()
         return
     df = run.to_pandas()

@@ -276,14 +276,18 @@ class Problem:
             from dolfinx import fem
 
             self._fields = {n: fem.Function(self.disc.V0, name=n) for n in self.names}
-            self._snapshot = {}
-        if not self._snapshot:
-            u, n = self.disc.u.x.array, self.disc.n
-            for k, name in enumerate(self.names):
-                f = self._fields[name]
-                f.x.array[:] = u[k::n]
-                self._snapshot[name] = f.x.array.copy()
+            self._sync_out()
         return self._fields
+
+    def _sync_out(self) -> None:
+        """Copy the state into the species functions (kept in step once they exist)."""
+        if self._fields is None:
+            return
+        u, n = self.disc.u.x.array, self.disc.n
+        for k, name in enumerate(self.names):
+            f = self._fields[name]
+            f.x.array[:] = u[k::n]
+            self._snapshot[name] = f.x.array.copy()
 
     def _take_changes(self) -> None:
         """Copy changed species functions into the state (collective, on every step)."""
@@ -293,18 +297,16 @@ class Problem:
                 if not np.array_equal(self._fields[n].x.array, self._snapshot[n]):
                     flags[k] = 1
         self.comm.Allreduce(MPI.IN_PLACE, flags, op=MPI.MAX)
-        changed = self._snapshot
-        self._snapshot = {}
         if not flags.any():
             return
         disc, n = self.disc, self.disc.n
         for k in np.nonzero(flags)[0]:
-            name = self.names[k]
-            if self._fields is not None and name in changed:
-                disc.u.x.array[k::n] = self._fields[name].x.array
+            if self._fields is not None:
+                disc.u.x.array[k::n] = self._fields[self.names[k]].x.array
         disc.u.x.scatter_forward()  # owners' values win over ghosts set on one rank only
         disc.u_n.x.array[:] = disc.u.x.array
         self._hist, self.state.dts = [disc.u.x.array[: self._nloc].copy()], []
+        self._sync_out()
         log.info("state changed at t=%.6g: multistep history restarted", self.t)
 
     def _new_solver(self) -> Any:
@@ -331,7 +333,11 @@ class Problem:
 
     # ------------------------------------------------------------------ observables
     def observe(self) -> dict[str, float]:
-        """Species totals, scalar compartments and observables now (collective; no row)."""
+        """Species totals, scalar compartments and observables now (collective; no row).
+
+        Changes made to :attr:`fields` are taken into the state first.
+        """
+        self._take_changes()
         names, disc = self.names, self.disc
         extra = disc.observables()
         extra.update(self.couplings.row(self.t, extra))
@@ -371,6 +377,7 @@ class Problem:
                 self._hist = [self.disc.u.x.array[: self._nloc].copy()]
                 self._record_row(t)
             self.state.outputs = 1
+        self._sync_out()
 
     # ------------------------------------------------------------------ stepping
     def step(self) -> float:
@@ -475,7 +482,7 @@ class Problem:
             st.outputs += 1
         if self.is_checkpoint_time(t):
             self._rebuild = True
-        self._snapshot = {}
+        self._sync_out()
 
     def _state_problem(self) -> str | None:
         """Why the new solution is unacceptable on this rank (NaN, or too negative), or None."""
@@ -554,7 +561,7 @@ class Problem:
         self.couplings.resume(state.get("couplings", {}), st.t, st.dts[-1] if st.dts else None)
         self.rows = _read_rows(outdir / "observables.csv", self.columns, st.rows, comm)
         self.resumed = True
-        self._snapshot = {}
+        self._sync_out()
         log.info("resuming at t=%.6g (step %d) from %s", st.t, st.steps,
                  outdir / checkpoint.FILENAME)
         return True

@@ -230,12 +230,12 @@ class Run:
         """The observables as a ``pandas.DataFrame`` (pandas is not a dependency of tumorpde).
 
         Raises:
-            ConfigError: pandas is not installed.
+            ImportError: pandas is not installed (as for ``Result.to_pandas``).
         """
         try:
             import pandas as pd
         except ImportError:
-            raise ConfigError("", "Run.to_pandas needs pandas (pip install pandas)") from None
+            raise ImportError("Run.to_pandas needs pandas (pip install pandas)") from None
         return pd.DataFrame(self.observables)
 
     # -- fields

@@ -97,9 +97,9 @@ say("control:", control.status, control.steps, "steps; final", control.final)
 # `x.scatter_forward()`) changes the state: the next step starts from it, and the
 # multistep (BDF2) history restarts there, as after a radiotherapy fraction.
 #
-# Note: the change is taken into the state when the next step starts, so
-# `problem.observe()` still reports the state *before* the change until then; the
-# first row after the operation is the one of the next step.
+# The change is taken into the state by the next `problem.observe()` or `problem.step()`
+# (both collective); no row is recorded for it: the first row after the operation is
+# the one of the next step.
 
 # %%
 def resect(problem):

@@ -118,58 +118,9 @@ else:
 # Only rank 0 reads here: after `solve()` returns, every file is complete.
 
 # %%
-read = getattr(tp, "read", None)
-if read is None:
-    # ---- FALLBACK: tp.read is not in this version of tumorpde; this reads the files by
-    # ---- hand (numpy, json, XML and h5py) with the same interface.  Remove once tp.read
-    # ---- is merged.
-    import json
-    import xml.etree.ElementTree as ET
-
-    import h5py
-
-    class Snapshot(dict):
-        """Field name -> nodal values at time ``t``, with ``nodes`` and ``cells``."""
-
-        def __init__(self, t, nodes, cells, values):
-            super().__init__(values)
-            self.t, self.nodes, self.cells = t, nodes, cells
-
-    class FallbackRun:
-        """The few things tutorial 4 uses of ``tp.read(DIR)``."""
-
-        def __init__(self, path):
-            self.path = Path(path)
-            record = json.loads((self.path / "run.json").read_text())
-            self.status, self.config = record["status"], record["config"]
-            with open(self.path / "observables.csv") as f:
-                header = f.readline().strip().split(",")
-            table = np.loadtxt(self.path / "observables.csv", delimiter=",", skiprows=1,
-                               ndmin=2)
-            self.observables = {c: table[:, i] for i, c in enumerate(header)}
-            self._datasets = {}   # field -> {time: dataset in fields.h5}
-            for grid in ET.parse(self.path / "fields.xdmf").getroot().iter("Grid"):
-                time, attribute = grid.find("Time"), grid.find("Attribute")
-                if time is not None and attribute is not None:
-                    item = attribute.find("DataItem").text.strip()
-                    self._datasets.setdefault(attribute.get("Name"), {})[
-                        float(time.get("Value"))] = item.split(":", 1)[1]
-            self.times = sorted({t for d in self._datasets.values() for t in d})
-
-        def fields(self, t=None):
-            t = self.times[-1] if t is None else t
-            with h5py.File(self.path / "fields.h5", "r") as f:
-                nodes = f["Mesh/mesh/geometry"][...]
-                cells = f["Mesh/mesh/topology"][...]
-                values = {n: f[d[t]][...].ravel() for n, d in self._datasets.items()}
-            return Snapshot(t, nodes, cells, values)
-
-    read = FallbackRun
-    # ---- end of the FALLBACK
-
 comm.Barrier()
 if rank == 0:
-    run = read(RUN_DIR)
+    run = tp.read(RUN_DIR)
     print("status:", run.status, "| output times:", run.times)
     print("species in the recorded config:", list(run.config["species"]))
     snapshot = run.fields(run.times[-1])
