@@ -31,8 +31,11 @@ from typing import Any
 import numpy as np
 
 from tumorpde import expressions as ex
+from tumorpde import units as un
+from tumorpde import validation as va
 from tumorpde.errors import ConfigError
 from tumorpde.model import Scalar
+from tumorpde.spec import symbol_dims
 
 __all__ = ["load_scalars", "check_scalars", "ScalarSpec", "ScalarSystem", "observable_dims",
            "global_symbols"]
@@ -42,19 +45,17 @@ _MESH_DIM = {"interval": 1, "rectangle": 2, "disk": 2, "box": 3, "sphere": 3}
 
 def load_scalars(data: Any) -> dict[str, Scalar]:
     """``[scalars]`` as :class:`~tumorpde.model.Scalar` objects (strict keys and types)."""
-    from tumorpde.config import _fields, _scalar_or_expr, _str, _table
-
     out = {}
-    for name, d in _table(data, "scalars").items():
+    for name, d in va.table(data, "scalars").items():
         key = f"scalars.{name}"
-        d = _fields(Scalar, _table(d, key), key)
+        d = va.fields(Scalar, va.table(d, key), key)
         sc = Scalar()
         for k in ("reaction", "initial"):
             if k in d:
-                setattr(sc, k, _scalar_or_expr(d[k], f"{key}.{k}"))
+                setattr(sc, k, va.scalar_or_expr(d[k], f"{key}.{k}"))
         for k in ("units", "description"):
             if k in d:
-                setattr(sc, k, _str(d[k], f"{key}.{k}"))
+                setattr(sc, k, va.string(d[k], f"{key}.{k}"))
         out[name] = sc
     return out
 
@@ -80,9 +81,6 @@ class ScalarSpec:
 
 def observable_dims(spec: Any) -> dict[str, ex.Dim]:
     """Units of the instantaneous observables (integrals carry length^dim of the mesh)."""
-    from tumorpde import units as un
-    from tumorpde.config import symbol_dims
-
     dims = symbol_dims(spec)
     syms = {k: (None, d) for k, d in dims.items()}
     ureg = un.registry() if spec.has_units else None
@@ -111,8 +109,6 @@ def global_symbols(spec: Any, observables: bool) -> dict[str, ex.Dim]:
     These are the scalars, parameters, drugs and ``t``, and the instantaneous
     observables when ``observables`` is true.
     """
-    from tumorpde.config import symbol_dims
-
     dims = symbol_dims(spec)
     cfg = spec.config
     names = set(spec.parameters) | set(cfg.scalars) | set(cfg.drugs) | {"t", "pi", "e"}
@@ -143,8 +139,6 @@ def check_scalars(spec: Any) -> dict[str, ScalarSpec]:
     Raises:
         ConfigError: naming the offending key.
     """
-    from tumorpde import units as un
-
     cfg = spec.config
     if not cfg.scalars:
         return {}
@@ -200,8 +194,6 @@ class ScalarSystem:
     """
 
     def __init__(self, spec: Any) -> None:
-        from tumorpde import units as un
-
         self.spec = spec
         self.names = list(spec.scalars)
         self.items = [spec.scalars[n] for n in self.names]

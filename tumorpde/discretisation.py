@@ -31,9 +31,9 @@ import numpy as np
 from tumorpde import expressions as ex
 from tumorpde import units as un
 from tumorpde.compat import import_dolfinx
-from tumorpde.config import Spec, TermSpec, symbol_dims, term_factor
 from tumorpde.errors import ConfigError
 from tumorpde.mesh import Domain
+from tumorpde.spec import Spec, TermSpec, symbol_dims, term_factor
 from tumorpde.taxis import EdgeGraph, EdgeTaxis, TaxisTerm, add_entries
 
 __all__ = ["Discretisation"]
