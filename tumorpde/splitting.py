@@ -27,10 +27,11 @@ the values are added in place (no COO maps, no COO values array).  Block size ``
 The default linear solver is GMRES preconditioned by a multiplicative composite
 of point-block Jacobi (the local kinetics with the transport diagonal, solved at every
 vertex) and an additive field split with one solve per species, AMG where the species'
-transport is stiff at the time step and ILU(0) elsewhere (:func:`default_options`,
-:meth:`SplitJacobian.preconditioner_options`).  Only P1 with lumped mass qualifies
-(otherwise reactions are not nodal); ``strategy = "auto"`` picks this strategy then, for
-models of several species (one species has no coupling blocks to leave out).
+transport is stiff at the time step and ILU(0) elsewhere
+(:func:`tumorpde.solver_options.split_options`, :meth:`SplitJacobian.preconditioner_options`).
+Only P1 with lumped mass qualifies (otherwise reactions are not nodal); ``strategy = "auto"``
+picks this strategy then, for models of several species (one species has no coupling blocks
+to leave out).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import numpy as np
 
 from tumorpde.compat import import_dolfinx
 
-__all__ = ["SplitJacobian", "applicable", "default_options", "for_discretisation", "STRATEGIES"]
+__all__ = ["SplitJacobian", "applicable", "for_discretisation"]
 
 log = logging.getLogger("tumorpde")
 
@@ -56,26 +57,10 @@ from dolfinx.fem import petsc as fpetsc  # noqa: E402
 from ufl.algorithms import expand_derivatives, expand_indices  # noqa: E402
 from ufl.algorithms.apply_algebra_lowering import apply_algebra_lowering  # noqa: E402
 
-STRATEGIES = ("auto", "split", "monolithic")
-
 
 def applicable(disc: Any) -> bool:
     """Whether a discretisation has nodal kinetics (P1 with lumped mass)."""
     return disc.degree == 1 and bool(disc.spec.config.discretisation.lumped_mass)
-
-
-def default_options(gdim: int) -> dict[str, Any]:
-    """Default PETSc options (without prefix) of the split strategy."""
-    from tumorpde.solver import NEWTON_OPTIONS
-
-    return {
-        **NEWTON_OPTIONS,
-        "ksp_type": "gmres",
-        "ksp_rtol": 1e-12,  # iterative error far below the values that positivity tests see
-        "ksp_atol": 1e-14,
-        "ksp_max_it": 2000,
-        "ksp_gmres_restart": 100,
-    }
 
 
 POINTWISE_CHUNK = 2048  # cells per evaluation of the pointwise kinetics blocks
