@@ -71,7 +71,7 @@ class Couplings:
                 if species in spec.config.knockout:
                     continue
                 expr = disc.lower(term, one, disc.u)
-                items.append((spec.species[species].index, disc._expr(expr, pts)))
+                items.append((spec.species[species].index, disc.compile_expression(expr, pts)))
             self._survival[name] = items
 
     # ------------------------------------------------------------------ schedule

@@ -118,7 +118,7 @@ class Discretisation:
         """Component ``k`` of a (blocked) function or test function."""
         return f[k] if self.n > 1 else f
 
-    def _expr(self, e: Any, points: Any) -> Any:
+    def compile_expression(self, e: Any, points: Any) -> Any:
         """A compiled interpolation expression (constants allowed)."""
         # the factor `unit_field` (a DG0 function equal to 1) ties constant expressions to the mesh
         # (UFL folds exact zeros, so those become a zero field on the mesh)
@@ -207,7 +207,7 @@ class Discretisation:
             return
         Q = self.Q
         f = fem.Function(Q)
-        f.interpolate(self._expr(named, Q.element.interpolation_points))
+        f.interpolate(self.compile_expression(named, Q.element.interpolation_points))
         imap = self.domain.mesh.topology.index_map(self.domain.mesh.topology.dim)
         miss = int(np.sum(f.x.array[: imap.size_local] < 0.5))
         miss = self.comm.allreduce(miss, op=MPI.SUM)
@@ -294,7 +294,7 @@ class Discretisation:
             Vsub = self.V.sub(k) if self.n > 1 else self.V
             Vk = Vsub.collapse()[0] if self.n > 1 else self.V
             g = fem.Function(Vk)
-            expr = self._expr(self.lower(term, req, None), Vk.element.interpolation_points)
+            expr = self.compile_expression(self.lower(term, req, None), Vk.element.interpolation_points)
             g.interpolate(expr)
             facets = self.domain.facet_tags.find(tag)
             if self.n > 1:
@@ -333,19 +333,19 @@ class Discretisation:
             taxis_terms = []
             for m, S in items:
                 Sf = fem.Function(self.V0)
-                exprs.append((self._expr(S, pts), Sf))
+                exprs.append((self.compile_expression(S, pts), Sf))
                 dS = {}
                 for comp in range(self.n):
                     d = _component_derivative(S, self.u, comp, self.n)
                     if _is_zero(d):
                         continue
                     f = fem.Function(self.V0)
-                    exprs.append((self._expr(d, pts), f))
+                    exprs.append((self.compile_expression(d, pts), f))
                     dS[comp] = f
                 taxis_terms.append(TaxisTerm(m, Sf, dS))
             Df = fem.Function(self.V0)
             if k in self.diffusion_exprs:
-                exprs.append((self._expr(self.diffusion_exprs[k], pts), Df))
+                exprs.append((self.compile_expression(self.diffusion_exprs[k], pts), Df))
             self.edge_taxis.append(EdgeTaxis(self.graph, k, taxis_terms, Df, exprs))
 
     def _setup_observables(self) -> None:
@@ -362,7 +362,7 @@ class Discretisation:
                 self._observables[name] = ("integral", fem.form(expr * dx), per)
             else:
                 f = fem.Function(self.V0)
-                self._observables[name] = (ob.kind, self._expr(expr, pts), f)
+                self._observables[name] = (ob.kind, self.compile_expression(expr, pts), f)
 
     # ------------------------------------------------------------------ state
     def set_initial(self) -> None:
@@ -374,7 +374,7 @@ class Discretisation:
             s = spec.species[name]
             req = un.required_units("initial", L, T, s.unit) if spec.has_units else None
             comps.append(self.lower(s.initial, req, None))
-        expr = self._expr(ufl.as_vector(comps) if self.n > 1 else comps[0],
+        expr = self.compile_expression(ufl.as_vector(comps) if self.n > 1 else comps[0],
                           self.V.element.interpolation_points)
         self.u.interpolate(expr)
         self.u.x.scatter_forward()
@@ -396,7 +396,7 @@ class Discretisation:
             k = self.spec.species[name].index
             if k not in self.diffusion_exprs:
                 continue
-            f.interpolate(self._expr(self.diffusion_exprs[k], pts))
+            f.interpolate(self.compile_expression(self.diffusion_exprs[k], pts))
             arr = f.x.array
             finite = self.comm.allreduce(bool(np.all(np.isfinite(arr))), op=MPI.LAND)
             if not finite:
