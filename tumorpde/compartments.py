@@ -111,7 +111,7 @@ def global_symbols(spec: Any, observables: bool) -> dict[str, ex.Dim]:
     """
     dims = symbol_dims(spec)
     cfg = spec.config
-    names = set(spec.parameters) | set(cfg.scalars) | set(cfg.drugs) | {"t", "pi", "e"}
+    names = set(spec.parameters) | set(cfg.scalars) | set(cfg.drugs) | {ex.TIME, *ex.CONSTANTS}
     out = {k: d for k, d in dims.items() if k in names}
     if observables:
         out.update(observable_dims(spec))
@@ -120,7 +120,7 @@ def global_symbols(spec: Any, observables: bool) -> dict[str, ex.Dim]:
 
 def _check_global(expr: ex.Expr, key: str, spec: Any, observables: bool) -> None:
     used = ex.symbols_of(expr)
-    if used & {"x", "y", "z"}:
+    if used & set(ex.COORDINATES):
         raise ConfigError(key, "is an expression of global quantities: coordinates x, y, z "
                                "cannot be used (integrate over the mesh with an observable)")
     if observables:
@@ -160,7 +160,7 @@ def check_scalars(spec: Any) -> dict[str, ScalarSpec]:
     syms_obs = global_symbols(spec, True)
     syms = {k: (None, d) for k, d in syms_obs.items()}
     values = {k: (v, syms_obs[k]) for k, (v, _) in spec.parameters.items()}
-    values.update({"pi": (math.pi, syms_obs["pi"]), "e": (math.e, syms_obs["e"])})
+    values.update(ex.constant_symbols(syms_obs))
     for name, s in out.items():
         key = f"scalars.{name}"
         initial = ex.parse(cfg.scalars[name].initial, f"{key}.initial", set(spec.parameters))
@@ -210,7 +210,7 @@ class ScalarSystem:
     def rhs(self, s: np.ndarray, env: dict[str, float]) -> np.ndarray:
         """Right-hand sides at scalar values ``s`` (model units)."""
         syms = {k: (float(v), self.dims[k]) for k, v in env.items() if k in self.dims}
-        syms["pi"], syms["e"] = (math.pi, self.dims["pi"]), (math.e, self.dims["e"])
+        syms.update(ex.constant_symbols(self.dims))
         for n, v in zip(self.names, s, strict=True):
             syms[n] = (float(v), self.dims[n])
         out = np.empty(len(s))

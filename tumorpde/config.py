@@ -640,7 +640,7 @@ def check(cfg: Config) -> Spec:
         expr = parse_term(getattr(ob, kind), f"{ok}.{kind}" if not isinstance(
             cfg.observables[oname], str) else ok,
             global_syms if kind == "value" else field_syms)
-        if kind == "value" and ex.symbols_of(expr.expr) & {"x", "y", "z"}:
+        if kind == "value" and ex.symbols_of(expr.expr) & set(ex.COORDINATES):
             raise ConfigError(f"{ok}.value", "a value observable is an expression of scalars, "
                                              "drugs, parameters and t (no coordinates)")
         per = parse_term(ob.per, f"{ok}.per", field_syms) if ob.per is not None else None

@@ -141,14 +141,7 @@ class Discretisation:
         dims = symbol_dims(self.spec)
         X = ufl.SpatialCoordinate(self.domain.mesh)
         gdim = self.domain.gdim
-        out: dict[str, tuple[Any, ex.Dim]] = {
-            "x": (X[0], dims["x"]),
-            "y": (X[1] if gdim > 1 else 0.0, dims["y"]),
-            "z": (X[2] if gdim > 2 else 0.0, dims["z"]),
-            "t": (self.t, dims["t"]),
-            "pi": (math.pi, dims["pi"]),
-            "e": (math.e, dims["e"]),
-        }
+        out = ex.reserved_symbols([X[i] for i in range(gdim)], self.t, dims)
         for k, name in enumerate(self.spec.names):
             out[name] = (self.comp(state, k) if state is not None else 0.0, dims[name])
         for p, c in self.constants.items():

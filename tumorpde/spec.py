@@ -100,11 +100,9 @@ def symbol_dims(spec: Spec) -> dict[str, ex.Dim]:
         return spec.dims
     ureg = un.registry() if spec.has_units else None
     one = ureg.dimensionless if ureg is not None else None
-    dims: dict[str, ex.Dim] = {
-        "x": ex.Dim(spec.length_unit, True), "y": ex.Dim(spec.length_unit, True),
-        "z": ex.Dim(spec.length_unit, True), "t": ex.Dim(spec.time_unit, True),
-        "pi": ex.Dim(one, True), "e": ex.Dim(one, True),
-    }
+    dims: dict[str, ex.Dim] = {c: ex.Dim(spec.length_unit, True) for c in ex.COORDINATES}
+    dims[ex.TIME] = ex.Dim(spec.time_unit, True)
+    dims.update({c: ex.Dim(one, True) for c in ex.CONSTANTS})
     for n, s in spec.species.items():
         # dimensionless-by-default densities behave like plain numbers; declared units are exact
         explicit = spec.config.species[n].units is not None
