@@ -650,7 +650,7 @@ def check(cfg: Config) -> Spec:
             if f not in cfg.species:
                 raise ConfigError("output.fields", f"unknown species {f!r}")
     spec = Spec(cfg, names, species, params, L, T, observables, regions_used, boundaries_used,
-                definitions)
+                definitions, held=tuple(species[k].index for k in dict.fromkeys(cfg.knockout)))
     spec.scalars = check_scalars(spec)
     spec.plan = check_therapies(spec, field_syms)
     check_units(spec)

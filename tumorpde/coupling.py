@@ -67,7 +67,7 @@ class Couplings:
                 continue
             items = []
             for species, term in drug.survival.items():
-                if species in spec.config.knockout:
+                if spec.species[species].index in disc.held_components:
                     continue
                 expr = disc.lower(term, one, disc.u)
                 items.append((spec.species[species].index, disc.compile_expression(expr, pts)))

@@ -114,6 +114,11 @@ class Discretisation:
         self._indicators = self._region_indicators()
         self._build_forms()
 
+    @property
+    def held_components(self) -> tuple[int, ...]:
+        """Components (species indices) held at zero: knocked out, without sources or inflow."""
+        return self.spec.held
+
     def comp(self, f: Any, k: int) -> Any:
         """Component ``k`` of a (blocked) function or test function."""
         return f[k] if self.n > 1 else f

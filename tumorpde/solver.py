@@ -63,21 +63,31 @@ class StepResult:
 
 
 class StepSolver:
-    """SNES bound to a :class:`~tumorpde.discretisation.Discretisation`."""
+    """SNES bound to a :class:`~tumorpde.discretisation.Discretisation`.
 
-    def __init__(self, disc: Any, user_options: dict[str, Any]) -> None:
+    Args:
+        disc: The discretisation whose residual and Jacobian are solved.
+        user_options: The ``[solver]`` table (PETSc options without prefix, and
+            ``strategy``).
+        dt: The step size that the split strategy's default preconditioner is chosen for
+            (AMG for species whose transport is stiff at this step); ``None`` takes the
+            configured ``time.dt``.
+    """
+
+    def __init__(self, disc: Any, user_options: dict[str, Any], dt: float | None = None) -> None:
         self.disc = disc
         comm = disc.comm
         user_options = dict(user_options)
         self.strategy = _strategy(disc, user_options.pop("strategy", "auto"))
-        names = list(disc.spec.names)
-        self._knocked_out = [names.index(k) for k in disc.spec.config.knockout]  # (checked names)
+        # held components are exactly zero after every solve
+        self.held = tuple(disc.held_components)
         split = self.strategy == "split"
         base = split_options if split else monolithic_options
         self.split = splitting.for_discretisation(disc) if split else None
+        self.dt = disc.spec.config.time.dt if dt is None else dt
         extra = {}
         if self.split and "pc_type" not in user_options:
-            extra = self.split.preconditioner_options(disc.spec.config.time.dt)
+            extra = self.split.preconditioner_options(self.dt)
         self.options = {**base(disc.domain.gdim), **extra, **user_options}
         opts = PETSc.Options()
         for k, v in self.options.items():
@@ -119,9 +129,9 @@ class StepSolver:
         ok = reason > 0
         if ok:
             self.x.copy(disc.u.x.petsc_vec)
-            # knocked-out species are zero exactly: drop the round-off that an iterative
+            # held (knocked-out) species are zero exactly: drop the round-off that an iterative
             # solve (or a pivoted block inverse of its preconditioner) leaves in them
-            for k in self._knocked_out:
+            for k in self.held:
                 disc.u.x.array[k::disc.n] = 0.0
             disc.u.x.scatter_forward()
         return StepResult(ok, int(reason), int(its), int(lits))

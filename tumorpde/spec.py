@@ -78,6 +78,8 @@ class Spec:
     scalars: dict[str, Any] = field(default_factory=dict)
     #: doses of every drug (tumorpde.pharmacology.TherapyPlan)
     plan: Any = None
+    #: indices of the species held at zero (``knockout``), in the order listed there
+    held: tuple[int, ...] = ()
 
     @property
     def has_units(self) -> bool:
