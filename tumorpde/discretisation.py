@@ -36,7 +36,7 @@ from tumorpde.mesh import Domain
 from tumorpde.spec import Spec, TermSpec, symbol_dims, term_factor
 from tumorpde.taxis import EdgeGraph, EdgeTaxis, TaxisTerm, add_entries
 
-__all__ = ["Discretisation"]
+__all__ = ["Discretisation", "TERMS", "NODAL_TERMS"]
 
 log = logging.getLogger("tumorpde")
 
@@ -49,6 +49,11 @@ from dolfinx.fem import petsc as fpetsc  # noqa: E402
 from dolfinx.la import InsertMode as _InsertMode  # noqa: E402
 
 _ADD = _InsertMode.add
+
+#: labels of the residual's terms (:attr:`Discretisation.terms`)
+TERMS = ("mass", "diffusion", "taxis", "reaction", "boundary")
+#: the terms integrated at the vertices with lumped mass (P1): local kinetics
+NODAL_TERMS = ("mass", "reaction")
 
 
 @dataclass
@@ -74,6 +79,9 @@ class Discretisation:
     constants: dict[str, Any] = field(default_factory=dict)
     edge_taxis: list[EdgeTaxis] = field(default_factory=list)
     bcs: list[_BC] = field(default_factory=list)
+    #: the split strategy's Jacobian, kept with the discretisation once built
+    #: (:func:`tumorpde.splitting.for_discretisation`)
+    split_jacobian: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         spec, dom = self.spec, self.domain
@@ -232,6 +240,14 @@ class Discretisation:
                         "(non-negativity not guaranteed)", self.degree)
         c0, c1, c2 = self.coeffs
         F: Any = 0
+        #: (label, form) of every term of the residual, in the order of F's terms
+        self.terms: list[tuple[str, Any]] = []
+
+        def add(label: str, term: Any) -> None:
+            nonlocal F
+            F = F + term
+            self.terms.append((label, term))
+
         self.diffusion_exprs: dict[int, Any] = {}
         edge_terms = []
         bc_specs = []
@@ -242,20 +258,20 @@ class Discretisation:
                 return un.required_units(kind, L, T, unit, other) if spec.has_units else None
             uk, vk = self.comp(u, k), self.comp(v, k)
             udot = c0 * uk + c1 * self.comp(self.u_n, k) + c2 * self.comp(self.u_nm1, k)
-            F = F + udot * vk * dxm
+            add("mass", udot * vk * dxm)
             if s.diffusion is not None:
                 D = self.lower(s.diffusion, req("diffusion"), u)
                 self.diffusion_exprs[k] = D
-                F = F + D * ufl.inner(ufl.grad(uk), ufl.grad(vk)) * dx
+                add("diffusion", D * ufl.inner(ufl.grad(uk), ufl.grad(vk)) * dx)
             for toward, sens in s.taxis:
                 m = spec.species[toward].index
                 S = self.lower(sens, req("sensitivity", spec.species[toward].unit), u)
                 if use_edges:
                     edge_terms.append((k, m, S))
                 else:
-                    F = F - S * ufl.inner(ufl.grad(self.comp(u, m)), ufl.grad(vk)) * dx
+                    add("taxis", -(S * ufl.inner(ufl.grad(self.comp(u, m)), ufl.grad(vk)) * dx))
             f = self.lower(s.reaction, req("reaction"), u)
-            F = F - f * vk * dxm
+            add("reaction", -(f * vk * dxm))
             for bname, bc in s.boundary.items():
                 if bname not in self.domain.boundaries:
                     raise ConfigError(f"species.{name}.boundary.{bname}",
@@ -264,11 +280,11 @@ class Discretisation:
                 tag = self.domain.boundaries[bname]
                 if "flux" in bc:
                     g = self.lower(bc["flux"], req("flux"), u)
-                    F = F - g * vk * ds(tag)
+                    add("boundary", -(g * vk * ds(tag)))
                 elif "transfer" in bc:
                     h = self.lower(bc["transfer"], req("robin"), u)
                     ub = self.lower(bc["value"], req("value"), u)
-                    F = F - h * (ub - uk) * vk * ds(tag)
+                    add("boundary", -(h * (ub - uk) * vk * ds(tag)))
                 else:
                     bc_specs.append((k, tag, bc["value"], req("value")))
         self.F_ufl = F
@@ -277,6 +293,17 @@ class Discretisation:
         self._setup_bcs(bc_specs)
         self._setup_edge_taxis(edge_terms)
         self._setup_observables()
+
+    @property
+    def nodal_terms(self) -> tuple[str, ...]:
+        """Labels of the terms integrated at the vertices (lumped mass): pointwise at the nodes."""
+        lumped = self.degree == 1 and self.spec.config.discretisation.lumped_mass
+        return NODAL_TERMS if lumped else ()
+
+    def term_integrals(self, labels: tuple[str, ...]) -> list[Any]:
+        """The integrals of the residual's terms with these labels, in the order of the terms."""
+        return [it for label, term in self.terms if label in labels
+                for it in (term.integrals() if isinstance(term, ufl.Form) else ())]
 
     @property
     def J(self) -> Any:
