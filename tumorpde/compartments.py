@@ -35,7 +35,7 @@ from tumorpde import units as un
 from tumorpde import validation as va
 from tumorpde.errors import ConfigError
 from tumorpde.model import Scalar
-from tumorpde.spec import symbol_dims
+from tumorpde.spec import Spec, symbol_dims
 
 __all__ = ["load_scalars", "check_scalars", "ScalarSpec", "ScalarSystem", "observable_dims",
            "global_symbols"]
@@ -79,7 +79,7 @@ class ScalarSpec:
     factor: float = 1.0
 
 
-def observable_dims(spec: Any) -> dict[str, ex.Dim]:
+def observable_dims(spec: Spec) -> dict[str, ex.Dim]:
     """Units of the instantaneous observables (integrals carry length^dim of the mesh)."""
     dims = symbol_dims(spec)
     syms = {k: (None, d) for k, d in dims.items()}
@@ -103,7 +103,7 @@ def observable_dims(spec: Any) -> dict[str, ex.Dim]:
     return out
 
 
-def global_symbols(spec: Any, observables: bool) -> dict[str, ex.Dim]:
+def global_symbols(spec: Spec, observables: bool) -> dict[str, ex.Dim]:
     """Units of the symbols of global expressions.
 
     These are the scalars, parameters, drugs and ``t``, and the instantaneous
@@ -118,7 +118,7 @@ def global_symbols(spec: Any, observables: bool) -> dict[str, ex.Dim]:
     return out
 
 
-def _check_global(expr: ex.Expr, key: str, spec: Any, observables: bool) -> None:
+def _check_global(expr: ex.Expr, key: str, spec: Spec, observables: bool) -> None:
     used = ex.symbols_of(expr)
     if used & set(ex.COORDINATES):
         raise ConfigError(key, "is an expression of global quantities: coordinates x, y, z "
@@ -133,7 +133,7 @@ def _check_global(expr: ex.Expr, key: str, spec: Any, observables: bool) -> None
                                        "scalar")
 
 
-def check_scalars(spec: Any) -> dict[str, ScalarSpec]:
+def check_scalars(spec: Spec) -> dict[str, ScalarSpec]:
     """Check ``[scalars]``: names, expressions (global symbols only) and units.
 
     Raises:
@@ -193,7 +193,7 @@ class ScalarSystem:
     earlier (BDF2), ``trial`` the result of the step being attempted.
     """
 
-    def __init__(self, spec: Any) -> None:
+    def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.names = list(spec.scalars)
         self.items = [spec.scalars[n] for n in self.names]

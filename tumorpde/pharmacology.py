@@ -45,7 +45,7 @@ from tumorpde import units as un
 from tumorpde import validation as va
 from tumorpde.errors import ConfigError
 from tumorpde.model import Drug, Therapy
-from tumorpde.spec import parse_term, term_factor
+from tumorpde.spec import Spec, parse_term, term_factor
 
 __all__ = ["KINDS", "load_drugs", "load_therapies", "check_therapies", "DrugPlan", "TherapyPlan",
            "MAX_DOSES"]
@@ -116,7 +116,7 @@ def _time_like(v: Any, key: str) -> float | str:
 
 
 # ------------------------------------------------------------------------------ checks
-def _to_time(v: float | str, key: str, spec: Any, positive: bool) -> float:
+def _to_time(v: float | str, key: str, spec: Spec, positive: bool) -> float:
     """A time in model units from a number (model units) or a quantity string."""
     if isinstance(v, str):
         mag, unit = un.parse_quantity(v, key, spec.has_units)
@@ -226,7 +226,7 @@ class TherapyPlan:
         return self.fractions(t - 2 * tol, t, tol)
 
 
-def check_therapies(spec: Any, field_syms: set[str]) -> TherapyPlan:
+def check_therapies(spec: Spec, field_syms: set[str]) -> TherapyPlan:
     """Check ``[drugs]`` and ``[[therapy]]`` of a config and build its :class:`TherapyPlan`.
 
     Args:

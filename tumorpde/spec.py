@@ -95,7 +95,6 @@ def parse_term(value: Any, key: str, allowed: set[str]) -> TermSpec:
     return TermSpec(key, expr=ex.parse(value, key, allowed))
 
 
-
 def symbol_dims(spec: Spec) -> dict[str, ex.Dim]:
     """Units of every symbol that may appear in expressions (computed once per spec)."""
     if spec.dims is not None:
