@@ -129,13 +129,13 @@ def test_install_script_builds_a_working_environment():
 
 
 def test_slurm_template_uses_existing_commands():
-    from tumorpde.cli import _parser
+    from tumorpde.cli import build_parser
 
     text = (ROOT / "cluster" / "tumorpde.slurm").read_text()
     r = subprocess.run(["bash", "-n", str(ROOT / "cluster" / "tumorpde.slurm")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    commands = set(_parser()._subparsers._group_actions[0].choices)
+    commands = set(build_parser()._subparsers._group_actions[0].choices)
     used = set(re.findall(r'"\$\{TUMORPDE\[@\]\}" (\w+)', text))
     assert used == {"check", "run", "resume", "plot", "report"}
     assert used <= commands

@@ -16,6 +16,7 @@ import pytest
 from helpers import run_dict
 
 from tumorpde.config import find_config, load, load_dict
+from tumorpde.discretisation import NODAL_TERMS, TERMS
 from tumorpde.errors import ConfigError
 from tumorpde.simulation import prepare
 from tumorpde.solver import StepSolver
@@ -167,6 +168,45 @@ def test_split_and_monolithic_solutions_agree(mpi_tmp):
     b = run_dict(cfg, mpi_tmp / "mono").discretisation.u.x.array.copy()
     diff = MPI.COMM_WORLD.allreduce(float(np.max(np.abs(a - b))), op=MPI.MAX)
     assert diff < 1e-7
+
+
+def test_the_split_takes_the_nodal_terms_by_label():
+    """The labelled mass and reaction terms are exactly the vertex-quadrature integrals."""
+    disc = _disc(_coupled(4))
+    labels = [label for label, _ in disc.terms]
+    assert set(labels) == {"mass", "diffusion", "reaction", "boundary"}  # (taxis on edges)
+    assert set(labels) <= set(TERMS)
+    assert disc.nodal_terms == NODAL_TERMS
+    vertex = [it for it in disc.F_ufl.integrals()
+              if it.metadata().get("quadrature_rule") == "vertex"]
+    assert [id(it) for it in disc.term_integrals(NODAL_TERMS)] == [id(it) for it in vertex]
+    assert sorted(map(id, disc.term_integrals(TERMS))) == sorted(map(id, disc.F_ufl.integrals()))
+    cfg = _coupled(4)
+    cfg["discretisation"] = {"lumped_mass": False}
+    assert _disc(cfg).nodal_terms == ()
+
+
+def test_the_preconditioner_is_chosen_for_the_callers_step():
+    cfg = _coupled(4)
+    disc = _disc(cfg)
+    s = StepSolver(disc, {"strategy": "split"})  # the configured time.dt
+    assert s.dt == cfg["time"]["dt"]
+    assert "gamg" not in s.options.values()
+    s.destroy()
+    s = StepSolver(disc, {"strategy": "split"}, dt=1e3)  # every transport is stiff at this step
+    assert s.dt == 1e3
+    assert s.options["sub_1_fieldsplit_0_pc_type"] == "gamg"
+    s.destroy()
+
+
+def test_the_solver_holds_the_discretisations_held_components():
+    cfg = _coupled(4)
+    cfg["knockout"] = ["c"]
+    disc = _disc(cfg)
+    assert disc.held_components == disc.spec.held == (1,)
+    s = StepSolver(disc, {})
+    assert s.held == (1,)
+    s.destroy()
 
 
 def test_auto_picks_split_for_lumped_p1_and_monolithic_otherwise():

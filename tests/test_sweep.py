@@ -150,13 +150,13 @@ def test_sweep_bad_input(tmp_path, args, message):
     """Every input error is found before any member runs (in-process, on one rank)."""
     from mpi4py import MPI
 
-    from tumorpde.cli import _parser
+    from tumorpde.cli import build_parser
     from tumorpde.errors import ConfigError
     from tumorpde.sweep import sweep
 
     if "--samples" not in args:
         args = [*args, "--samples", "16"]
-    a = _parser().parse_args(["sweep", *TINY, *args, "-o", str(tmp_path / "o")])
+    a = build_parser().parse_args(["sweep", *TINY, *args, "-o", str(tmp_path / "o")])
     with pytest.raises(ConfigError) as err:
         sweep(a.config, a.vary, a.samples, a.method, a.output, a.set, a.knockout, a.observable,
               a.seed, a.jobs, a.ranks_per_member, comm=MPI.COMM_SELF)

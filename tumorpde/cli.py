@@ -17,7 +17,7 @@ from tumorpde import __version__
 from tumorpde.errors import ConfigError, SolverError, ToolError
 from tumorpde.signals import Interrupted
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser"]
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -29,7 +29,8 @@ class _Parser(argparse.ArgumentParser):
                           if " " in self.prog else f"{message} (see `tumorpde --help`)")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``tumorpde`` command (every sub-command)."""
     p = _Parser(prog="tumorpde", description="Reaction-diffusion-taxis models of the tumour "
                 "microenvironment with DOLFINx/PETSc.")
     p.add_argument("--version", action="version", version=f"tumorpde {__version__}")
@@ -375,13 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
     try:
-        args = _parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
         logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else
                             logging.INFO, format="tumorpde: %(message)s")
         if _rank() != 0:
             logging.getLogger("tumorpde").setLevel(logging.ERROR)
         if args.command is None:
-            _parser().print_help()
+            build_parser().print_help()
             return EXIT_BAD_INPUT
         if args.command == "list":
             return _cmd_list()

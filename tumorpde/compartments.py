@@ -31,8 +31,11 @@ from typing import Any
 import numpy as np
 
 from tumorpde import expressions as ex
+from tumorpde import units as un
+from tumorpde import validation as va
 from tumorpde.errors import ConfigError
 from tumorpde.model import Scalar
+from tumorpde.spec import Spec, symbol_dims
 
 __all__ = ["load_scalars", "check_scalars", "ScalarSpec", "ScalarSystem", "observable_dims",
            "global_symbols"]
@@ -42,19 +45,17 @@ _MESH_DIM = {"interval": 1, "rectangle": 2, "disk": 2, "box": 3, "sphere": 3}
 
 def load_scalars(data: Any) -> dict[str, Scalar]:
     """``[scalars]`` as :class:`~tumorpde.model.Scalar` objects (strict keys and types)."""
-    from tumorpde.config import _fields, _scalar_or_expr, _str, _table
-
     out = {}
-    for name, d in _table(data, "scalars").items():
+    for name, d in va.table(data, "scalars").items():
         key = f"scalars.{name}"
-        d = _fields(Scalar, _table(d, key), key)
+        d = va.fields(Scalar, va.table(d, key), key)
         sc = Scalar()
         for k in ("reaction", "initial"):
             if k in d:
-                setattr(sc, k, _scalar_or_expr(d[k], f"{key}.{k}"))
+                setattr(sc, k, va.scalar_or_expr(d[k], f"{key}.{k}"))
         for k in ("units", "description"):
             if k in d:
-                setattr(sc, k, _str(d[k], f"{key}.{k}"))
+                setattr(sc, k, va.string(d[k], f"{key}.{k}"))
         out[name] = sc
     return out
 
@@ -78,11 +79,8 @@ class ScalarSpec:
     factor: float = 1.0
 
 
-def observable_dims(spec: Any) -> dict[str, ex.Dim]:
+def observable_dims(spec: Spec) -> dict[str, ex.Dim]:
     """Units of the instantaneous observables (integrals carry length^dim of the mesh)."""
-    from tumorpde import units as un
-    from tumorpde.config import symbol_dims
-
     dims = symbol_dims(spec)
     syms = {k: (None, d) for k, d in dims.items()}
     ureg = un.registry() if spec.has_units else None
@@ -105,26 +103,24 @@ def observable_dims(spec: Any) -> dict[str, ex.Dim]:
     return out
 
 
-def global_symbols(spec: Any, observables: bool) -> dict[str, ex.Dim]:
+def global_symbols(spec: Spec, observables: bool) -> dict[str, ex.Dim]:
     """Units of the symbols of global expressions.
 
     These are the scalars, parameters, drugs and ``t``, and the instantaneous
     observables when ``observables`` is true.
     """
-    from tumorpde.config import symbol_dims
-
     dims = symbol_dims(spec)
     cfg = spec.config
-    names = set(spec.parameters) | set(cfg.scalars) | set(cfg.drugs) | {"t", "pi", "e"}
+    names = set(spec.parameters) | set(cfg.scalars) | set(cfg.drugs) | {ex.TIME, *ex.CONSTANTS}
     out = {k: d for k, d in dims.items() if k in names}
     if observables:
         out.update(observable_dims(spec))
     return out
 
 
-def _check_global(expr: ex.Expr, key: str, spec: Any, observables: bool) -> None:
+def _check_global(expr: ex.Expr, key: str, spec: Spec, observables: bool) -> None:
     used = ex.symbols_of(expr)
-    if used & {"x", "y", "z"}:
+    if used & set(ex.COORDINATES):
         raise ConfigError(key, "is an expression of global quantities: coordinates x, y, z "
                                "cannot be used (integrate over the mesh with an observable)")
     if observables:
@@ -137,14 +133,12 @@ def _check_global(expr: ex.Expr, key: str, spec: Any, observables: bool) -> None
                                        "scalar")
 
 
-def check_scalars(spec: Any) -> dict[str, ScalarSpec]:
+def check_scalars(spec: Spec) -> dict[str, ScalarSpec]:
     """Check ``[scalars]``: names, expressions (global symbols only) and units.
 
     Raises:
         ConfigError: naming the offending key.
     """
-    from tumorpde import units as un
-
     cfg = spec.config
     if not cfg.scalars:
         return {}
@@ -166,7 +160,7 @@ def check_scalars(spec: Any) -> dict[str, ScalarSpec]:
     syms_obs = global_symbols(spec, True)
     syms = {k: (None, d) for k, d in syms_obs.items()}
     values = {k: (v, syms_obs[k]) for k, (v, _) in spec.parameters.items()}
-    values.update({"pi": (math.pi, syms_obs["pi"]), "e": (math.e, syms_obs["e"])})
+    values.update(ex.constant_symbols(syms_obs))
     for name, s in out.items():
         key = f"scalars.{name}"
         initial = ex.parse(cfg.scalars[name].initial, f"{key}.initial", set(spec.parameters))
@@ -199,9 +193,7 @@ class ScalarSystem:
     earlier (BDF2), ``trial`` the result of the step being attempted.
     """
 
-    def __init__(self, spec: Any) -> None:
-        from tumorpde import units as un
-
+    def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.names = list(spec.scalars)
         self.items = [spec.scalars[n] for n in self.names]
@@ -218,7 +210,7 @@ class ScalarSystem:
     def rhs(self, s: np.ndarray, env: dict[str, float]) -> np.ndarray:
         """Right-hand sides at scalar values ``s`` (model units)."""
         syms = {k: (float(v), self.dims[k]) for k, v in env.items() if k in self.dims}
-        syms["pi"], syms["e"] = (math.pi, self.dims["pi"]), (math.e, self.dims["e"])
+        syms.update(ex.constant_symbols(self.dims))
         for n, v in zip(self.names, s, strict=True):
             syms[n] = (float(v), self.dims[n])
         out = np.empty(len(s))

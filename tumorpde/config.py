@@ -15,12 +15,13 @@ import math
 import re
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tumorpde import expressions as ex
 from tumorpde import units as un
+from tumorpde import validation as va
+from tumorpde.compartments import check_scalars, load_scalars
 from tumorpde.errors import ConfigError
 from tumorpde.model import (
     Boundary,
@@ -35,9 +36,21 @@ from tumorpde.model import (
     Time,
     Units,
 )
+from tumorpde.pharmacology import check_therapies, load_drugs, load_therapies
+from tumorpde.spec import (
+    ObservableSpec,
+    Spec,
+    SpeciesSpec,
+    TermSpec,
+    check_units,
+    parse_term,
+    symbol_dims,
+    term_factor,
+)
 
 __all__ = ["load", "read_data", "load_dict", "parse_set", "apply_overrides", "check", "Spec",
-           "to_dict", "validate", "EXAMPLES_DIR", "find_config", "merge", "resolve_extends"]
+           "to_dict", "validate", "EXAMPLES_DIR", "find_config", "merge", "resolve_extends",
+           "TermSpec", "SpeciesSpec", "ObservableSpec", "symbol_dims", "term_factor", "check_units"]
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 MODELS_DIR = Path(__file__).parent / "models"
@@ -168,102 +181,29 @@ def apply_overrides(data: dict[str, Any], sets: list[tuple[list[str], Any]]) -> 
 
 
 # ------------------------------------------------------------------- dict -> objects
-def _type_name(v: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
-            dict: "table"}.get(type(v), type(v).__name__)
-
-
-def _table(data: Any, key: str) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ConfigError(key, f"expected a table, got {_type_name(data)}")
-    return data
-
-
-def _fields(cls: type, data: dict[str, Any], key: str) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(cls)}
-    for k in data:
-        if k not in names:
-            where = f"{key}.{k}" if key else k
-            raise ConfigError(where, f"unknown key (allowed: {', '.join(sorted(names))})")
-    return data
-
-
-def _number(v: Any, key: str, *, positive: bool = False, nonneg: bool = False,
-            integer: bool = False) -> Any:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        raise ConfigError(key, f"expected a number, got {_type_name(v)} {v!r}")
-    if integer and not isinstance(v, int):
-        raise ConfigError(key, f"expected an integer, got {v!r}")
-    if not math.isfinite(v):
-        raise ConfigError(key, f"value {v!r} is not finite")
-    if positive and v <= 0:
-        raise ConfigError(key, f"must be positive, got {v!r}")
-    if nonneg and v < 0:
-        raise ConfigError(key, f"must not be negative, got {v!r}")
-    return int(v) if integer else float(v)
-
-
-def _bool(v: Any, key: str) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(key, f"expected true or false, got {_type_name(v)} {v!r}")
-    return v
-
-
-def _str(v: Any, key: str, choices: tuple[str, ...] | None = None) -> str:
-    if not isinstance(v, str):
-        raise ConfigError(key, f"expected a string, got {_type_name(v)} {v!r}")
-    if choices is not None and v not in choices:
-        raise ConfigError(key, f"{v!r} is not one of {', '.join(choices)}")
-    return v
-
-
-def _numlist(v: Any, key: str, n: tuple[int, ...], **kw: Any) -> list[Any]:
-    if not isinstance(v, list):
-        raise ConfigError(key, f"expected an array of numbers, got {_type_name(v)}")
-    if len(v) not in n:
-        raise ConfigError(key, f"expected {' or '.join(map(str, n))} entries, got {len(v)}")
-    return [_number(x, f"{key}[{i}]", **kw) for i, x in enumerate(v)]
-
-
-def _scalar_or_expr(v: Any, key: str) -> float | str:
-    if isinstance(v, bool) or not isinstance(v, int | float | str):
-        raise ConfigError(key, f"expected a number or an expression string, got {_type_name(v)}")
-    if isinstance(v, int | float):
-        return _number(v, key)
-    return v
-
-
-def _coefficient(v: Any, key: str) -> Any:
-    if isinstance(v, dict):
-        if not v:
-            raise ConfigError(key, "empty per-region table")
-        return {str(k): _scalar_or_expr(x, f"{key}.{k}") for k, x in v.items()}
-    return _scalar_or_expr(v, key)
-
-
 def load_dict(data: dict[str, Any]) -> Config:
     """Build a :class:`Config` from a parsed TOML dictionary (strict: unknown keys are errors)."""
-    data = _table(data, "")
-    _fields(Config, data, "")
+    data = va.table(data, "")
+    va.fields(Config, data, "")
     if "species" not in data:
         raise ConfigError("species", "no species declared (add a [species.NAME] table)")
-    sp = _table(data["species"], "species")
+    sp = va.table(data["species"], "species")
     if not sp:
         raise ConfigError("species", "no species declared (add a [species.NAME] table)")
     species = {name: _species(s, f"species.{name}") for name, s in sp.items()}
     cfg = Config(species=species)
     if "units" in data:
-        u = _fields(Units, _table(data["units"], "units"), "units")
-        cfg.units = Units(**{k: _str(v, f"units.{k}") for k, v in u.items()})
+        u = va.fields(Units, va.table(data["units"], "units"), "units")
+        cfg.units = Units(**{k: va.string(v, f"units.{k}") for k, v in u.items()})
     if "mesh" in data:
-        cfg.mesh = _mesh(_table(data["mesh"], "mesh"))
+        cfg.mesh = _mesh(va.table(data["mesh"], "mesh"))
     if "time" in data:
-        cfg.time = _time(_table(data["time"], "time"))
+        cfg.time = _time(va.table(data["time"], "time"))
     if "output" in data:
-        o = _fields(Output, _table(data["output"], "output"), "output")
+        o = va.fields(Output, va.table(data["output"], "output"), "output")
         out = Output()
         if "checkpoint_every" in o:
-            out.checkpoint_every = _number(o["checkpoint_every"], "output.checkpoint_every",
+            out.checkpoint_every = va.number(o["checkpoint_every"], "output.checkpoint_every",
                                            positive=True)
         if "fields" in o:
             f = o["fields"]
@@ -271,55 +211,51 @@ def load_dict(data: dict[str, Any]) -> Config:
                 raise ConfigError("output.fields", "expected an array of species names")
             out.fields = list(f)
         if "progress" in o:
-            out.progress = _bool(o["progress"], "output.progress")
+            out.progress = va.boolean(o["progress"], "output.progress")
         span = cfg.time.end - cfg.time.start
         if out.checkpoint_every is not None and span / out.checkpoint_every > 100_000:
             raise ConfigError("output.checkpoint_every", "more than 100000 checkpoints requested")
         cfg.output = out
     if "parameters" in data:
-        params = _table(data["parameters"], "parameters")
+        params = va.table(data["parameters"], "parameters")
         for k, v in params.items():
             cfg.parameters[k] = _parameter(v, f"parameters.{k}")
     if "discretisation" in data:
-        d = _fields(Discretisation, _table(data["discretisation"], "discretisation"),
+        d = va.fields(Discretisation, va.table(data["discretisation"], "discretisation"),
                     "discretisation")
         disc = Discretisation()
         if "degree" in d:
-            disc.degree = _number(d["degree"], "discretisation.degree", integer=True)
+            disc.degree = va.number(d["degree"], "discretisation.degree", integer=True)
             if disc.degree not in (1, 2):
                 raise ConfigError("discretisation.degree", f"must be 1 or 2, got {disc.degree}")
         if "taxis" in d:
-            disc.taxis = _str(d["taxis"], "discretisation.taxis", ("upwind", "galerkin"))
+            disc.taxis = va.string(d["taxis"], "discretisation.taxis", ("upwind", "galerkin"))
         if "lumped_mass" in d:
-            disc.lumped_mass = _bool(d["lumped_mass"], "discretisation.lumped_mass")
+            disc.lumped_mass = va.boolean(d["lumped_mass"], "discretisation.lumped_mass")
         cfg.discretisation = disc
     if "solver" in data:
-        s = _table(data["solver"], "solver")
+        s = va.table(data["solver"], "solver")
         for k, v in s.items():
             if not re.fullmatch(r"[A-Za-z0-9_]+", k):
                 raise ConfigError(f"solver.{k}", "PETSc option names contain letters, digits "
                                                  "and '_' only (without the leading '-')")
             if isinstance(v, dict | list):
                 raise ConfigError(f"solver.{k}", f"expected a number, string or boolean, got "
-                                                 f"{_type_name(v)}")
+                                                 f"{va.type_name(v)}")
         cfg.solver = dict(s)
     if "observables" in data:
-        obs = _table(data["observables"], "observables")
+        obs = va.table(data["observables"], "observables")
         cfg.observables = {k: _observable(v, f"observables.{k}") for k, v in obs.items()}
     if "definitions" in data:
-        defs = _table(data["definitions"], "definitions")
+        defs = va.table(data["definitions"], "definitions")
         for k, v in defs.items():
             if isinstance(v, bool) or not isinstance(v, str | int | float):
                 raise ConfigError(f"definitions.{k}", "expected an expression string")
         cfg.definitions = {k: str(v) for k, v in defs.items()}
     # scalar compartments, drugs and therapy regimens (tumorpde.compartments, .pharmacology)
     if "scalars" in data:
-        from tumorpde.compartments import load_scalars
-
         cfg.scalars = load_scalars(data["scalars"])
     if "drugs" in data or "therapy" in data:
-        from tumorpde.pharmacology import load_drugs, load_therapies
-
         cfg.drugs = load_drugs(data.get("drugs", {}))
         cfg.therapy = load_therapies(data.get("therapy", []))
     if "knockout" in data:
@@ -328,23 +264,23 @@ def load_dict(data: dict[str, Any]) -> Config:
             raise ConfigError("knockout", "expected an array of species names")
         cfg.knockout = list(ko)
     if "title" in data:
-        cfg.title = _str(data["title"], "title")
+        cfg.title = va.string(data["title"], "title")
     if "description" in data:
-        cfg.description = _str(data["description"], "description")
+        cfg.description = va.string(data["description"], "description")
     return cfg
 
 
 def _parameter(v: Any, key: str) -> float | str | Parameter:
     if isinstance(v, dict):
-        d = _fields(Parameter, v, key)
+        d = va.fields(Parameter, v, key)
         if "value" not in d:
             raise ConfigError(f"{key}.value", "missing (a number or a quantity string)")
         p = Parameter(value=_param_value(d["value"], f"{key}.value"))
         for k in ("description", "source", "symbol"):
             if k in d:
-                setattr(p, k, _str(d[k], f"{key}.{k}"))
+                setattr(p, k, va.string(d[k], f"{key}.{k}"))
         if "range" in d:
-            p.range = _numlist(d["range"], f"{key}.range", (2,))
+            p.range = va.number_list(d["range"], f"{key}.range", (2,))
         return p
     return _param_value(v, key)
 
@@ -352,14 +288,14 @@ def _parameter(v: Any, key: str) -> float | str | Parameter:
 def _param_value(v: Any, key: str) -> float | str:
     if isinstance(v, bool) or not isinstance(v, int | float | str):
         raise ConfigError(key, f"expected a number or a quantity string like '0.01 mm^2/day', "
-                               f"got {_type_name(v)}")
-    return _number(v, key) if isinstance(v, int | float) else v
+                               f"got {va.type_name(v)}")
+    return va.number(v, key) if isinstance(v, int | float) else v
 
 
 def _observable(v: Any, key: str) -> Observable:
     if isinstance(v, str | int | float) and not isinstance(v, bool):
         return Observable(integral=str(v))
-    d = _fields(Observable, _table(v, key), key)
+    d = va.fields(Observable, va.table(v, key), key)
     ob = Observable()
     kinds = [k for k in ("integral", "maximum", "minimum", "value") if k in d]
     if len(kinds) != 1:
@@ -373,29 +309,29 @@ def _observable(v: Any, key: str) -> Observable:
     if ob.per is not None and ob.integral is None:
         raise ConfigError(f"{key}.per", "'per' applies to an 'integral' only")
     if "cumulative" in d:
-        ob.cumulative = _bool(d["cumulative"], f"{key}.cumulative")
+        ob.cumulative = va.boolean(d["cumulative"], f"{key}.cumulative")
     if "description" in d:
-        ob.description = _str(d["description"], f"{key}.description")
+        ob.description = va.string(d["description"], f"{key}.description")
     return ob
 
 
 def _species(data: Any, key: str) -> Species:
-    d = _fields(Species, _table(data, key), key)
+    d = va.fields(Species, va.table(data, key), key)
     s = Species()
     if "diffusion" in d:
-        s.diffusion = _coefficient(d["diffusion"], f"{key}.diffusion")
+        s.diffusion = va.coefficient(d["diffusion"], f"{key}.diffusion")
     if "reaction" in d:
-        s.reaction = _scalar_or_expr(d["reaction"], f"{key}.reaction")
+        s.reaction = va.scalar_or_expr(d["reaction"], f"{key}.reaction")
     if "initial" in d:
-        s.initial = _coefficient(d["initial"], f"{key}.initial")
+        s.initial = va.coefficient(d["initial"], f"{key}.initial")
     if "diffuses" in d:
-        s.diffuses = _bool(d["diffuses"], f"{key}.diffuses")
+        s.diffuses = va.boolean(d["diffuses"], f"{key}.diffuses")
     if "units" in d:
-        s.units = _str(d["units"], f"{key}.units")
+        s.units = va.string(d["units"], f"{key}.units")
     if "description" in d:
-        s.description = _str(d["description"], f"{key}.description")
+        s.description = va.string(d["description"], f"{key}.description")
     if "nonnegative" in d:
-        s.nonnegative = _bool(d["nonnegative"], f"{key}.nonnegative")
+        s.nonnegative = va.boolean(d["nonnegative"], f"{key}.nonnegative")
     if "taxis" in d:
         tx = d["taxis"]
         if isinstance(tx, dict):
@@ -404,18 +340,18 @@ def _species(data: Any, key: str) -> Species:
             raise ConfigError(f"{key}.taxis", "expected an array of {toward, sensitivity} tables")
         for i, t in enumerate(tx):
             tk = f"{key}.taxis[{i}]"
-            t = _fields(Taxis, _table(t, tk), tk)
+            t = va.fields(Taxis, va.table(t, tk), tk)
             if "toward" not in t or "sensitivity" not in t:
                 raise ConfigError(tk, "needs both 'toward' and 'sensitivity'")
-            s.taxis.append(Taxis(toward=_str(t["toward"], f"{tk}.toward"),
-                                 sensitivity=_scalar_or_expr(t["sensitivity"],
+            s.taxis.append(Taxis(toward=va.string(t["toward"], f"{tk}.toward"),
+                                 sensitivity=va.scalar_or_expr(t["sensitivity"],
                                                              f"{tk}.sensitivity")))
     if "boundary" in d:
-        b = _table(d["boundary"], f"{key}.boundary")
+        b = va.table(d["boundary"], f"{key}.boundary")
         for name, bc in b.items():
             bk = f"{key}.boundary.{name}"
-            bc = _fields(Boundary, _table(bc, bk), bk)
-            obj = Boundary(**{k: _scalar_or_expr(v, f"{bk}.{k}") for k, v in bc.items()})
+            bc = va.fields(Boundary, va.table(bc, bk), bk)
+            obj = Boundary(**{k: va.scalar_or_expr(v, f"{bk}.{k}") for k, v in bc.items()})
             if obj.flux is not None and (obj.value is not None or obj.transfer is not None):
                 raise ConfigError(bk, "give either 'flux', or 'value' (Dirichlet), or "
                                       "'transfer' with 'value' (Robin)")
@@ -428,21 +364,21 @@ def _species(data: Any, key: str) -> Species:
 
 
 def _mesh(d: dict[str, Any]) -> Mesh:
-    _fields(Mesh, d, "mesh")
+    va.fields(Mesh, d, "mesh")
     m = Mesh()
     if "shape" in d:
-        m.shape = _str(d["shape"], "mesh.shape", SHAPES)
+        m.shape = va.string(d["shape"], "mesh.shape", SHAPES)
     if "file" in d:
-        m.file = _str(d["file"], "mesh.file")
+        m.file = va.string(d["file"], "mesh.file")
         if "shape" not in d:
             m.shape = "file"
     dims = {"interval": (1,), "rectangle": (2,), "box": (3,)}.get(m.shape, (1, 2, 3))
     if "size" in d:
-        m.size = _numlist(d["size"], "mesh.size", dims, positive=True)
+        m.size = va.number_list(d["size"], "mesh.size", dims, positive=True)
     elif m.shape in ("interval", "box"):
         m.size = [1.0] * dims[0]
     if "cells" in d:
-        m.cells = _numlist(d["cells"], "mesh.cells", dims, positive=True, integer=True)
+        m.cells = va.number_list(d["cells"], "mesh.cells", dims, positive=True, integer=True)
     elif m.shape in ("interval", "box"):
         m.cells = [32] * dims[0] if m.shape == "interval" else [8, 8, 8]
     if m.shape in ("interval", "rectangle", "box"):
@@ -452,13 +388,13 @@ def _mesh(d: dict[str, Any]) -> Mesh:
         if math.prod(m.cells) * (6 if m.shape == "box" else 2) > MAX_CELLS:
             raise ConfigError("mesh.cells", f"{m.cells} gives more than {MAX_CELLS} cells")
     if "origin" in d:
-        m.origin = _numlist(d["origin"], "mesh.origin", (1, 2, 3))
+        m.origin = va.number_list(d["origin"], "mesh.origin", (1, 2, 3))
     if "radius" in d:
-        m.radius = _number(d["radius"], "mesh.radius", positive=True)
+        m.radius = va.number(d["radius"], "mesh.radius", positive=True)
     if "center" in d:
-        m.center = _numlist(d["center"], "mesh.center", (2, 3))
+        m.center = va.number_list(d["center"], "mesh.center", (2, 3))
     if "cell_size" in d:
-        m.cell_size = _number(d["cell_size"], "mesh.cell_size", positive=True)
+        m.cell_size = va.number(d["cell_size"], "mesh.cell_size", positive=True)
         if m.radius / m.cell_size > 400:
             raise ConfigError("mesh.cell_size", f"{m.cell_size} is too small for radius "
                                                 f"{m.radius} (more than 400 cells per radius)")
@@ -468,35 +404,35 @@ def _mesh(d: dict[str, Any]) -> Mesh:
         raise ConfigError("mesh.file", f"is given but mesh.shape = {m.shape!r} (use shape = 'file')")
     for tab in ("regions", "boundaries"):
         if tab in d:
-            t = _table(d[tab], f"mesh.{tab}")
+            t = va.table(d[tab], f"mesh.{tab}")
             for k, v in t.items():
-                _str(v, f"mesh.{tab}.{k}")
+                va.string(v, f"mesh.{tab}.{k}")
             setattr(m, tab, dict(t))
     if "remove" in d:
-        m.remove = _str(d["remove"], "mesh.remove")
+        m.remove = va.string(d["remove"], "mesh.remove")
     return m
 
 
 def _time(d: dict[str, Any]) -> Time:
-    _fields(Time, d, "time")
+    va.fields(Time, d, "time")
     t = Time()
     for k in ("end", "start"):
         if k in d:
-            setattr(t, k, _number(d[k], f"time.{k}"))
+            setattr(t, k, va.number(d[k], f"time.{k}"))
     if t.end <= t.start:
         raise ConfigError("time.end", f"must be after time.start ({t.start}), got {t.end}")
     for k in ("dt", "output_every", "dt_min", "dt_max", "rtol", "atol", "negative_tolerance"):
         if k in d:
-            setattr(t, k, _number(d[k], f"time.{k}", positive=True))
+            setattr(t, k, va.number(d[k], f"time.{k}", positive=True))
     if "max_failures" in d:
-        t.max_failures = _number(d["max_failures"], "time.max_failures", positive=True,
+        t.max_failures = va.number(d["max_failures"], "time.max_failures", positive=True,
                                  integer=True)
         if t.max_failures > 1000:
             raise ConfigError("time.max_failures", f"at most 1000, got {t.max_failures}")
     if "scheme" in d:
-        t.scheme = _str(d["scheme"], "time.scheme", SCHEMES)
+        t.scheme = va.string(d["scheme"], "time.scheme", SCHEMES)
     if "adaptive" in d:
-        t.adaptive = _bool(d["adaptive"], "time.adaptive")
+        t.adaptive = va.boolean(d["adaptive"], "time.adaptive")
     span = t.end - t.start
     if t.dt > span:
         t.dt = span
@@ -577,77 +513,6 @@ def validate(cfg: Config) -> Config:
 
 
 # --------------------------------------------------------------------- semantic checks
-@dataclass
-class TermSpec:
-    """A parsed coefficient: one expression, or one per region (``default`` allowed)."""
-
-    key: str
-    expr: ex.Expr | None = None
-    regions: dict[str, ex.Expr] = field(default_factory=dict)
-
-    @property
-    def exprs(self) -> list[ex.Expr]:
-        """All expressions of this coefficient."""
-        return [self.expr] if self.expr is not None else list(self.regions.values())
-
-
-@dataclass
-class SpeciesSpec:
-    """Parsed terms of one species."""
-
-    name: str
-    index: int
-    diffusion: TermSpec | None
-    reaction: TermSpec
-    initial: TermSpec
-    taxis: list[tuple[str, TermSpec]]
-    boundary: dict[str, dict[str, TermSpec]]
-    unit: Any
-
-
-@dataclass
-class ObservableSpec:
-    """A parsed observable."""
-
-    kind: str
-    expr: TermSpec
-    per: TermSpec | None
-    cumulative: bool
-
-
-@dataclass
-class Spec:
-    """A checked model: parsed expressions, parameter values, units."""
-
-    config: Config
-    names: list[str]
-    species: dict[str, SpeciesSpec]
-    parameters: dict[str, tuple[float, Any]]
-    length_unit: Any
-    time_unit: Any
-    observables: dict[str, ObservableSpec]
-    regions_used: dict[str, str]
-    boundaries_used: set[str]
-    definitions: dict[str, TermSpec] = field(default_factory=dict)
-    dims: dict[str, ex.Dim] | None = field(default=None, repr=False)
-    #: scalar compartments (tumorpde.compartments.ScalarSpec), in declaration order
-    scalars: dict[str, Any] = field(default_factory=dict)
-    #: doses of every drug (tumorpde.pharmacology.TherapyPlan)
-    plan: Any = None
-
-    @property
-    def has_units(self) -> bool:
-        """Whether units are checked."""
-        return self.length_unit is not None
-
-
-def _term(value: Any, key: str, allowed: set[str]) -> TermSpec:
-    if isinstance(value, dict):
-        return TermSpec(key, regions={r: ex.parse(v, f"{key}.{r}", allowed)
-                                      for r, v in value.items()})
-    return TermSpec(key, expr=ex.parse(value, key, allowed))
-
-
 def check(cfg: Config) -> Spec:
     """Check names, expressions and units of a configuration.
 
@@ -718,15 +583,15 @@ def check(cfg: Config) -> Spec:
             raise ConfigError(f"{key}.units", "species units need a [units] table")
         unit = un.parse_unit(s.units, f"{key}.units") if s.units is not None else \
             (ureg.dimensionless if have_units else None)
-        diff = _term(s.diffusion, f"{key}.diffusion", field_syms) if s.diffuses else None
+        diff = parse_term(s.diffusion, f"{key}.diffusion", field_syms) if s.diffuses else None
         if diff is not None and not s.diffuses:
             diff = None
         if not s.diffuses and not _is_zero(s.diffusion):
             raise ConfigError(f"{key}.diffusion", "is given but the species has diffuses = false")
         # initial values may use parameters, coordinates and definitions (whose species
         # terms are taken as zero there)
-        initial = _term(s.initial, f"{key}.initial", const_syms | set(definitions))
-        reaction = _term(s.reaction, f"{key}.reaction", field_syms)
+        initial = parse_term(s.initial, f"{key}.initial", const_syms | set(definitions))
+        reaction = parse_term(s.reaction, f"{key}.reaction", field_syms)
         if reaction.regions:
             raise ConfigError(f"{key}.reaction", "expected an expression (use where() or region "
                                                  "coefficients for region-dependent reactions)")
@@ -737,12 +602,12 @@ def check(cfg: Config) -> Spec:
                 raise ConfigError(f"{tk}.toward", f"unknown species {t.toward!r}")
             if t.toward == name:
                 raise ConfigError(f"{tk}.toward", "a species cannot be its own taxis signal")
-            taxis.append((t.toward, _term(t.sensitivity, f"{tk}.sensitivity", field_syms)))
+            taxis.append((t.toward, parse_term(t.sensitivity, f"{tk}.sensitivity", field_syms)))
         bcs: dict[str, dict[str, TermSpec]] = {}
         for bname, bc in s.boundary.items():
             bk = f"{key}.boundary.{bname}"
             boundaries_used.add(bname)
-            bcs[bname] = {k: _term(getattr(bc, k), f"{bk}.{k}",
+            bcs[bname] = {k: parse_term(getattr(bc, k), f"{bk}.{k}",
                                    const_syms if k == "value" and bc.transfer is None else field_syms)
                           for k in ("value", "flux", "transfer") if getattr(bc, k) is not None}
         for term in [diff, initial]:
@@ -772,23 +637,20 @@ def check(cfg: Config) -> Spec:
         kind = "integral" if ob.integral is not None else \
             "maximum" if ob.maximum is not None else \
             "minimum" if ob.minimum is not None else "value"
-        expr = _term(getattr(ob, kind), f"{ok}.{kind}" if not isinstance(
+        expr = parse_term(getattr(ob, kind), f"{ok}.{kind}" if not isinstance(
             cfg.observables[oname], str) else ok,
             global_syms if kind == "value" else field_syms)
-        if kind == "value" and ex.symbols_of(expr.expr) & {"x", "y", "z"}:
+        if kind == "value" and ex.symbols_of(expr.expr) & set(ex.COORDINATES):
             raise ConfigError(f"{ok}.value", "a value observable is an expression of scalars, "
                                              "drugs, parameters and t (no coordinates)")
-        per = _term(ob.per, f"{ok}.per", field_syms) if ob.per is not None else None
+        per = parse_term(ob.per, f"{ok}.per", field_syms) if ob.per is not None else None
         observables[oname] = ObservableSpec(kind, expr, per, ob.cumulative)
     if cfg.output.fields is not None:
         for f in cfg.output.fields:
             if f not in cfg.species:
                 raise ConfigError("output.fields", f"unknown species {f!r}")
     spec = Spec(cfg, names, species, params, L, T, observables, regions_used, boundaries_used,
-                definitions)
-    from tumorpde.compartments import check_scalars
-    from tumorpde.pharmacology import check_therapies
-
+                definitions, held=tuple(species[k].index for k in dict.fromkeys(cfg.knockout)))
     spec.scalars = check_scalars(spec)
     spec.plan = check_therapies(spec, field_syms)
     check_units(spec)
@@ -825,73 +687,3 @@ def _dependency_order(parsed: dict[str, ex.Expr]) -> list[str]:
 
 def _is_zero(v: Any) -> bool:
     return isinstance(v, int | float) and v == 0
-
-
-def symbol_dims(spec: Spec) -> dict[str, ex.Dim]:
-    """Units of every symbol that may appear in expressions (computed once per spec)."""
-    if spec.dims is not None:
-        return spec.dims
-    ureg = un.registry() if spec.has_units else None
-    one = ureg.dimensionless if ureg is not None else None
-    dims: dict[str, ex.Dim] = {
-        "x": ex.Dim(spec.length_unit, True), "y": ex.Dim(spec.length_unit, True),
-        "z": ex.Dim(spec.length_unit, True), "t": ex.Dim(spec.time_unit, True),
-        "pi": ex.Dim(one, True), "e": ex.Dim(one, True),
-    }
-    for n, s in spec.species.items():
-        # dimensionless-by-default densities behave like plain numbers; declared units are exact
-        explicit = spec.config.species[n].units is not None
-        dims[n] = ex.Dim(s.unit, explicit)
-    for p, (_, u) in spec.parameters.items():
-        dims[p] = ex.Dim(u, True) if u is not None else ex.Dim.flexible(None)
-    for name, sc in spec.config.scalars.items():
-        unit = un.parse_unit(sc.units, f"scalars.{name}.units") if sc.units is not None else one
-        dims[name] = ex.Dim(unit, sc.units is not None)
-    for name in spec.config.drugs:  # plasma levels and fraction doses: plain numbers
-        dims[name] = ex.Dim(one, False)
-    syms = {k: (None, d) for k, d in dims.items()}
-    for name, term in spec.definitions.items():
-        _, d = ex.lower(term.expr, syms, term.key, ureg, build=False)
-        syms[name] = (None, d)
-        dims[name] = d
-    spec.dims = dims
-    return dims
-
-
-def term_factor(spec: Spec, term: TermSpec, required: Any) -> list[float]:
-    """Check a term's units against ``required``; return the conversion factor per expression."""
-    if not spec.has_units:
-        return [1.0] * len(term.exprs)
-    ureg = un.registry()
-    syms = {k: (None, d) for k, d in symbol_dims(spec).items()}
-    out = []
-    keys = [term.key] if term.expr is not None else [f"{term.key}.{r}" for r in term.regions]
-    for e, key in zip(term.exprs, keys, strict=True):
-        _, d = ex.lower(e, syms, key, ureg, build=False)
-        if d.unit is not None and d.unit.dimensionality == required.dimensionality:
-            out.append(float((1.0 * d.unit).to(required).magnitude))
-        elif d.unit is None or d.unit.dimensionality == ureg.dimensionless.dimensionality:
-            out.append(1.0)  # plain numbers and dimensionless densities: model units
-        else:
-            raise ConfigError(key, f"has units of {d.unit:~} but must be in units of "
-                                   f"{required.dimensionality} (e.g. {required:~})")
-    return out
-
-
-def check_units(spec: Spec) -> None:
-    """Check every term's units (no-op without ``[units]``)."""
-    if not spec.has_units:
-        return
-    L, T = spec.length_unit, spec.time_unit
-    for s in spec.species.values():
-        if s.diffusion is not None:
-            term_factor(spec, s.diffusion, un.required_units("diffusion", L, T, s.unit))
-        term_factor(spec, s.reaction, un.required_units("reaction", L, T, s.unit))
-        term_factor(spec, s.initial, un.required_units("initial", L, T, s.unit))
-        for toward, sens in s.taxis:
-            term_factor(spec, sens, un.required_units("sensitivity", L, T, s.unit,
-                                                      spec.species[toward].unit))
-        for bc in s.boundary.values():
-            for k, term in bc.items():
-                kind = {"value": "value", "flux": "flux", "transfer": "robin"}[k]
-                term_factor(spec, term, un.required_units(kind, L, T, s.unit))

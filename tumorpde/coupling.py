@@ -29,7 +29,6 @@ resumed run does not call again.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from tumorpde import expressions as ex
@@ -68,10 +67,10 @@ class Couplings:
                 continue
             items = []
             for species, term in drug.survival.items():
-                if species in spec.config.knockout:
+                if spec.species[species].index in disc.held_components:
                     continue
                 expr = disc.lower(term, one, disc.u)
-                items.append((spec.species[species].index, disc._expr(expr, pts)))
+                items.append((spec.species[species].index, disc.compile_expression(expr, pts)))
             self._survival[name] = items
 
     # ------------------------------------------------------------------ schedule
@@ -174,7 +173,7 @@ class Couplings:
             env = self._env(t, levels)
             env.update(out)
             syms = {k: (v, self.dims[k]) for k, v in env.items() if k in self.dims}
-            syms["pi"], syms["e"] = (math.pi, self.dims["pi"]), (math.e, self.dims["e"])
+            syms.update(ex.constant_symbols(self.dims))
             for name, ob in self.value_observables.items():
                 out[name], _ = ex.lower_number(ob.expr.expr, syms, ob.expr.key, self.ureg)
         return out

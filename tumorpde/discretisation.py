@@ -31,12 +31,12 @@ import numpy as np
 from tumorpde import expressions as ex
 from tumorpde import units as un
 from tumorpde.compat import import_dolfinx
-from tumorpde.config import Spec, TermSpec, symbol_dims, term_factor
 from tumorpde.errors import ConfigError
 from tumorpde.mesh import Domain
+from tumorpde.spec import Spec, TermSpec, symbol_dims, term_factor
 from tumorpde.taxis import EdgeGraph, EdgeTaxis, TaxisTerm, add_entries
 
-__all__ = ["Discretisation"]
+__all__ = ["Discretisation", "TERMS", "NODAL_TERMS"]
 
 log = logging.getLogger("tumorpde")
 
@@ -49,6 +49,11 @@ from dolfinx.fem import petsc as fpetsc  # noqa: E402
 from dolfinx.la import InsertMode as _InsertMode  # noqa: E402
 
 _ADD = _InsertMode.add
+
+#: labels of the residual's terms (:attr:`Discretisation.terms`)
+TERMS = ("mass", "diffusion", "taxis", "reaction", "boundary")
+#: the terms integrated at the vertices with lumped mass (P1): local kinetics
+NODAL_TERMS = ("mass", "reaction")
 
 
 @dataclass
@@ -74,6 +79,9 @@ class Discretisation:
     constants: dict[str, Any] = field(default_factory=dict)
     edge_taxis: list[EdgeTaxis] = field(default_factory=list)
     bcs: list[_BC] = field(default_factory=list)
+    #: the split strategy's Jacobian, kept with the discretisation once built
+    #: (:func:`tumorpde.splitting.for_discretisation`)
+    split_jacobian: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         spec, dom = self.spec, self.domain
@@ -114,11 +122,16 @@ class Discretisation:
         self._indicators = self._region_indicators()
         self._build_forms()
 
+    @property
+    def held_components(self) -> tuple[int, ...]:
+        """Components (species indices) held at zero: knocked out, without sources or inflow."""
+        return self.spec.held
+
     def comp(self, f: Any, k: int) -> Any:
         """Component ``k`` of a (blocked) function or test function."""
         return f[k] if self.n > 1 else f
 
-    def _expr(self, e: Any, points: Any) -> Any:
+    def compile_expression(self, e: Any, points: Any) -> Any:
         """A compiled interpolation expression (constants allowed)."""
         # the factor `unit_field` (a DG0 function equal to 1) ties constant expressions to the mesh
         # (UFL folds exact zeros, so those become a zero field on the mesh)
@@ -141,14 +154,7 @@ class Discretisation:
         dims = symbol_dims(self.spec)
         X = ufl.SpatialCoordinate(self.domain.mesh)
         gdim = self.domain.gdim
-        out: dict[str, tuple[Any, ex.Dim]] = {
-            "x": (X[0], dims["x"]),
-            "y": (X[1] if gdim > 1 else 0.0, dims["y"]),
-            "z": (X[2] if gdim > 2 else 0.0, dims["z"]),
-            "t": (self.t, dims["t"]),
-            "pi": (math.pi, dims["pi"]),
-            "e": (math.e, dims["e"]),
-        }
+        out = ex.reserved_symbols([X[i] for i in range(gdim)], self.t, dims)
         for k, name in enumerate(self.spec.names):
             out[name] = (self.comp(state, k) if state is not None else 0.0, dims[name])
         for p, c in self.constants.items():
@@ -207,7 +213,7 @@ class Discretisation:
             return
         Q = self.Q
         f = fem.Function(Q)
-        f.interpolate(self._expr(named, Q.element.interpolation_points))
+        f.interpolate(self.compile_expression(named, Q.element.interpolation_points))
         imap = self.domain.mesh.topology.index_map(self.domain.mesh.topology.dim)
         miss = int(np.sum(f.x.array[: imap.size_local] < 0.5))
         miss = self.comm.allreduce(miss, op=MPI.SUM)
@@ -234,6 +240,14 @@ class Discretisation:
                         "(non-negativity not guaranteed)", self.degree)
         c0, c1, c2 = self.coeffs
         F: Any = 0
+        #: (label, form) of every term of the residual, in the order of F's terms
+        self.terms: list[tuple[str, Any]] = []
+
+        def add(label: str, term: Any) -> None:
+            nonlocal F
+            F = F + term
+            self.terms.append((label, term))
+
         self.diffusion_exprs: dict[int, Any] = {}
         edge_terms = []
         bc_specs = []
@@ -244,20 +258,20 @@ class Discretisation:
                 return un.required_units(kind, L, T, unit, other) if spec.has_units else None
             uk, vk = self.comp(u, k), self.comp(v, k)
             udot = c0 * uk + c1 * self.comp(self.u_n, k) + c2 * self.comp(self.u_nm1, k)
-            F = F + udot * vk * dxm
+            add("mass", udot * vk * dxm)
             if s.diffusion is not None:
                 D = self.lower(s.diffusion, req("diffusion"), u)
                 self.diffusion_exprs[k] = D
-                F = F + D * ufl.inner(ufl.grad(uk), ufl.grad(vk)) * dx
+                add("diffusion", D * ufl.inner(ufl.grad(uk), ufl.grad(vk)) * dx)
             for toward, sens in s.taxis:
                 m = spec.species[toward].index
                 S = self.lower(sens, req("sensitivity", spec.species[toward].unit), u)
                 if use_edges:
                     edge_terms.append((k, m, S))
                 else:
-                    F = F - S * ufl.inner(ufl.grad(self.comp(u, m)), ufl.grad(vk)) * dx
+                    add("taxis", -(S * ufl.inner(ufl.grad(self.comp(u, m)), ufl.grad(vk)) * dx))
             f = self.lower(s.reaction, req("reaction"), u)
-            F = F - f * vk * dxm
+            add("reaction", -(f * vk * dxm))
             for bname, bc in s.boundary.items():
                 if bname not in self.domain.boundaries:
                     raise ConfigError(f"species.{name}.boundary.{bname}",
@@ -266,11 +280,11 @@ class Discretisation:
                 tag = self.domain.boundaries[bname]
                 if "flux" in bc:
                     g = self.lower(bc["flux"], req("flux"), u)
-                    F = F - g * vk * ds(tag)
+                    add("boundary", -(g * vk * ds(tag)))
                 elif "transfer" in bc:
                     h = self.lower(bc["transfer"], req("robin"), u)
                     ub = self.lower(bc["value"], req("value"), u)
-                    F = F - h * (ub - uk) * vk * ds(tag)
+                    add("boundary", -(h * (ub - uk) * vk * ds(tag)))
                 else:
                     bc_specs.append((k, tag, bc["value"], req("value")))
         self.F_ufl = F
@@ -279,6 +293,17 @@ class Discretisation:
         self._setup_bcs(bc_specs)
         self._setup_edge_taxis(edge_terms)
         self._setup_observables()
+
+    @property
+    def nodal_terms(self) -> tuple[str, ...]:
+        """Labels of the terms integrated at the vertices (lumped mass): pointwise at the nodes."""
+        lumped = self.degree == 1 and self.spec.config.discretisation.lumped_mass
+        return NODAL_TERMS if lumped else ()
+
+    def term_integrals(self, labels: tuple[str, ...]) -> list[Any]:
+        """The integrals of the residual's terms with these labels, in the order of the terms."""
+        return [it for label, term in self.terms if label in labels
+                for it in (term.integrals() if isinstance(term, ufl.Form) else ())]
 
     @property
     def J(self) -> Any:
@@ -294,7 +319,7 @@ class Discretisation:
             Vsub = self.V.sub(k) if self.n > 1 else self.V
             Vk = Vsub.collapse()[0] if self.n > 1 else self.V
             g = fem.Function(Vk)
-            expr = self._expr(self.lower(term, req, None), Vk.element.interpolation_points)
+            expr = self.compile_expression(self.lower(term, req, None), Vk.element.interpolation_points)
             g.interpolate(expr)
             facets = self.domain.facet_tags.find(tag)
             if self.n > 1:
@@ -333,19 +358,19 @@ class Discretisation:
             taxis_terms = []
             for m, S in items:
                 Sf = fem.Function(self.V0)
-                exprs.append((self._expr(S, pts), Sf))
+                exprs.append((self.compile_expression(S, pts), Sf))
                 dS = {}
                 for comp in range(self.n):
                     d = _component_derivative(S, self.u, comp, self.n)
                     if _is_zero(d):
                         continue
                     f = fem.Function(self.V0)
-                    exprs.append((self._expr(d, pts), f))
+                    exprs.append((self.compile_expression(d, pts), f))
                     dS[comp] = f
                 taxis_terms.append(TaxisTerm(m, Sf, dS))
             Df = fem.Function(self.V0)
             if k in self.diffusion_exprs:
-                exprs.append((self._expr(self.diffusion_exprs[k], pts), Df))
+                exprs.append((self.compile_expression(self.diffusion_exprs[k], pts), Df))
             self.edge_taxis.append(EdgeTaxis(self.graph, k, taxis_terms, Df, exprs))
 
     def _setup_observables(self) -> None:
@@ -362,7 +387,7 @@ class Discretisation:
                 self._observables[name] = ("integral", fem.form(expr * dx), per)
             else:
                 f = fem.Function(self.V0)
-                self._observables[name] = (ob.kind, self._expr(expr, pts), f)
+                self._observables[name] = (ob.kind, self.compile_expression(expr, pts), f)
 
     # ------------------------------------------------------------------ state
     def set_initial(self) -> None:
@@ -374,7 +399,7 @@ class Discretisation:
             s = spec.species[name]
             req = un.required_units("initial", L, T, s.unit) if spec.has_units else None
             comps.append(self.lower(s.initial, req, None))
-        expr = self._expr(ufl.as_vector(comps) if self.n > 1 else comps[0],
+        expr = self.compile_expression(ufl.as_vector(comps) if self.n > 1 else comps[0],
                           self.V.element.interpolation_points)
         self.u.interpolate(expr)
         self.u.x.scatter_forward()
@@ -396,7 +421,7 @@ class Discretisation:
             k = self.spec.species[name].index
             if k not in self.diffusion_exprs:
                 continue
-            f.interpolate(self._expr(self.diffusion_exprs[k], pts))
+            f.interpolate(self.compile_expression(self.diffusion_exprs[k], pts))
             arr = f.x.array
             finite = self.comm.allreduce(bool(np.all(np.isfinite(arr))), op=MPI.LAND)
             if not finite:

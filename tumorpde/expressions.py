@@ -6,15 +6,20 @@ They are parsed with :mod:`ast` into the tree below and never evaluated by
 Python: attribute access, subscripts, keywords, lambdas, strings and unknown
 names are all rejected with a message that names the key and the token.
 
-The tree knows nothing of DOLFINx; :func:`lower` turns it into UFL (or only
-checks its units) given a mapping of symbols.
+The tree knows nothing of DOLFINx.  Four back ends interpret it, from one table of
+functions (:data:`FUNCTIONS`) and one of constants (:data:`CONSTANTS`): :func:`lower`
+turns it into UFL (or only checks its units) given a mapping of symbols,
+:func:`lower_number` evaluates it on numbers with the same unit conversions,
+:func:`evaluate` on numpy arrays (no units), and :mod:`tumorpde.verification.mms`
+converts it to sympy.  :func:`reserved_symbols` and :func:`constant_symbols` give the
+entries of a symbol table that every model has.
 """
 
 from __future__ import annotations
 
 import ast
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,43 +36,189 @@ __all__ = [
     "BoolOp",
     "Not",
     "FUNCTIONS",
+    "Function",
+    "CONSTANTS",
+    "Constant",
+    "COORDINATES",
+    "TIME",
     "RESERVED",
+    "constant_symbols",
+    "reserved_symbols",
     "parse",
     "symbols_of",
     "lower",
     "lower_number",
+    "evaluate",
+    "parse_condition",
     "Dim",
 ]
 
 MAX_LENGTH = 20_000
 MAX_DEPTH = 200
 
-#: name -> (minimum arguments, maximum arguments, one-line description)
-FUNCTIONS: dict[str, tuple[int, int, str]] = {
-    "exp": (1, 1, "exponential"),
-    "log": (1, 1, "natural logarithm"),
-    "sqrt": (1, 1, "square root"),
-    "sin": (1, 1, "sine"),
-    "cos": (1, 1, "cosine"),
-    "tan": (1, 1, "tangent"),
-    "sinh": (1, 1, "hyperbolic sine"),
-    "cosh": (1, 1, "hyperbolic cosine"),
-    "tanh": (1, 1, "hyperbolic tangent"),
-    "atan": (1, 1, "arc tangent"),
-    "erf": (1, 1, "error function"),
-    "abs": (1, 1, "absolute value"),
-    "sign": (1, 1, "sign (-1, 0, 1)"),
-    "min": (2, 8, "smallest argument"),
-    "max": (2, 8, "largest argument"),
-    "pos": (1, 1, "positive part max(a, 0)"),
-    "step": (1, 1, "Heaviside step: 1 where a > 0, else 0"),
-    "smoothstep": (2, 2, "smooth switch 0.5*(1 + tanh(a/width)), smoothstep(a, width)"),
-    "hill": (3, 3, "Hill function a**n/(K**n + a**n), hill(a, K, n), 0 for a <= 0"),
-    "where": (3, 3, "where(condition, a, b): a where the condition holds, else b"),
-}
+#: the coordinates of space, in the order of the mesh's components
+COORDINATES = ("x", "y", "z")
+#: the time
+TIME = "t"
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A named constant of the expression language.
+
+    Attributes:
+        value: Its value (UFL, plain numbers and numpy take it as a float).
+        sympy: Its name in :mod:`sympy` (:mod:`tumorpde.verification.mms`).
+    """
+
+    value: float
+    sympy: str
+
+
+#: name -> the constants of the expression language
+CONSTANTS: dict[str, Constant] = {"pi": Constant(math.pi, "pi"), "e": Constant(math.e, "E")}
 
 #: Names with a fixed meaning inside expressions.
-RESERVED = {"x", "y", "z", "t", "pi", "e"}
+RESERVED = {*COORDINATES, TIME, *CONSTANTS}
+
+
+def constant_symbols(dims: Mapping[str, Dim] | Dim) -> dict[str, tuple[float, Dim]]:
+    """The constants' entries of a symbol table: name -> (value, units).
+
+    Args:
+        dims: The units of each constant by name (a table of symbol units), or one
+            :class:`Dim` for all.
+    """
+    return {name: (c.value, dims if isinstance(dims, Dim) else dims[name])
+            for name, c in CONSTANTS.items()}
+
+
+def reserved_symbols(coordinates: Sequence[Any], t: Any,
+                     dims: Mapping[str, Dim] | Dim) -> dict[str, tuple[Any, Dim]]:
+    """The reserved entries of a symbol table: coordinates, time and constants.
+
+    Args:
+        coordinates: The components of the position that the mesh has (``x`` only in 1D);
+            the coordinates beyond them are 0.
+        t: The time.
+        dims: Units by name (a table of symbol units), or one :class:`Dim` for all.
+    """
+    def dim(name: str) -> Dim:
+        return dims if isinstance(dims, Dim) else dims[name]
+
+    out: dict[str, tuple[Any, Dim]] = {
+        c: (coordinates[i] if i < len(coordinates) else 0.0, dim(c))
+        for i, c in enumerate(COORDINATES)}
+    out[TIME] = (t, dim(TIME))
+    out.update(constant_symbols(dims))
+    return out
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function of the expression language and how each back end computes it.
+
+    A new function is one entry of :data:`FUNCTIONS`: its arity, how the units of its
+    arguments combine, and its spelling on UFL, on numpy arrays and in sympy.
+
+    Attributes:
+        min_args: Fewest arguments.
+        max_args: Most arguments.
+        description: One line (for the documentation).
+        units: How the units of the arguments combine (:func:`lower` checks them):
+
+            * ``"dimensionless"``: a dimensionless argument, a dimensionless result;
+            * ``"same"``: any units, the result in the units of the argument;
+            * ``"any"``: any units, a dimensionless result;
+            * ``"sqrt"``: the square root of the units;
+            * ``"common"``: the arguments are brought to common units, one after
+              another, and ``lower`` is applied to each pair (a fold), the result in
+              those units;
+            * ``"ratio"``: two arguments in common units, a dimensionless result;
+            * ``"hill"``: the first two in common units, a dimensionless third one (the
+              exponent), a dimensionless result;
+            * ``"where"``: a condition, then two values in common units, the result in
+              those units.
+        lower: ``lower(ns, *args)`` on UFL (``ns`` is :mod:`ufl`) and on plain numbers
+            (``ns`` spells numpy with UFL's names, for :func:`lower_number`).
+        numpy: ``numpy(np, *args)`` on numpy arrays (:func:`evaluate`).
+        sympy: ``sympy(sp, *args)`` (:mod:`tumorpde.verification.mms`).
+        condition: Whether the first argument is a condition (``x < 0.5``).
+    """
+
+    min_args: int
+    max_args: int
+    description: str
+    units: str
+    lower: Callable[..., Any]
+    numpy: Callable[..., Any]
+    sympy: Callable[..., Any]
+    condition: bool = False
+
+
+def _unary(description: str, ufl_name: str, numpy_name: str, sympy_name: str) -> Function:
+    """A function of one dimensionless argument, named in each back end."""
+    return Function(1, 1, description, "dimensionless",
+                    lower=lambda ns, a: getattr(ns, ufl_name)(a),
+                    numpy=lambda np, a: getattr(np, numpy_name)(a),
+                    sympy=lambda sp, a: getattr(sp, sympy_name)(a))
+
+
+def _erf(v: Any) -> Any:
+    from scipy.special import erf
+
+    return erf(v)
+
+
+def _hill(a: Any, k: Any, n: Any) -> Any:
+    """``a**n/(k**n + a**n)`` (``a`` already its positive part)."""
+    return a ** n / (k ** n + a ** n)
+
+
+#: name -> the functions of the expression language
+FUNCTIONS: dict[str, Function] = {
+    "exp": _unary("exponential", "exp", "exp", "exp"),
+    "log": _unary("natural logarithm", "ln", "log", "log"),
+    "sqrt": Function(1, 1, "square root", "sqrt", lambda ns, a: ns.sqrt(a),
+                     lambda np, a: np.sqrt(a), lambda sp, a: sp.sqrt(a)),
+    "sin": _unary("sine", "sin", "sin", "sin"),
+    "cos": _unary("cosine", "cos", "cos", "cos"),
+    "tan": _unary("tangent", "tan", "tan", "tan"),
+    "sinh": _unary("hyperbolic sine", "sinh", "sinh", "sinh"),
+    "cosh": _unary("hyperbolic cosine", "cosh", "cosh", "cosh"),
+    "tanh": _unary("hyperbolic tangent", "tanh", "tanh", "tanh"),
+    "atan": _unary("arc tangent", "atan", "arctan", "atan"),
+    "erf": Function(1, 1, "error function", "dimensionless", lambda ns, a: ns.erf(a),
+                    lambda np, a: _erf(a), lambda sp, a: sp.erf(a)),
+    "abs": Function(1, 1, "absolute value", "same", lambda ns, a: abs(a),
+                    lambda np, a: np.abs(a), lambda sp, a: sp.Abs(a)),
+    "sign": Function(1, 1, "sign (-1, 0, 1)", "any", lambda ns, a: ns.sign(a),
+                     lambda np, a: np.sign(a), lambda sp, a: sp.sign(a)),
+    "min": Function(2, 8, "smallest argument", "common", lambda ns, a, b: ns.min_value(a, b),
+                    lambda np, *a: np.minimum.reduce(np.broadcast_arrays(*a)),
+                    lambda sp, *a: sp.Min(*a)),
+    "max": Function(2, 8, "largest argument", "common", lambda ns, a, b: ns.max_value(a, b),
+                    lambda np, *a: np.maximum.reduce(np.broadcast_arrays(*a)),
+                    lambda sp, *a: sp.Max(*a)),
+    "pos": Function(1, 1, "positive part max(a, 0)", "same", lambda ns, a: ns.max_value(a, 0.0),
+                    lambda np, a: np.maximum(a, 0.0), lambda sp, a: sp.Max(a, 0)),
+    "step": Function(1, 1, "Heaviside step: 1 where a > 0, else 0", "any",
+                     lambda ns, a: ns.conditional(ns.gt(a, 0.0), 1.0, 0.0),
+                     lambda np, a: np.where(np.asarray(a) > 0, 1.0, 0.0),
+                     lambda sp, a: sp.Piecewise((1, a > 0), (0, True))),
+    "smoothstep": Function(2, 2, "smooth switch 0.5*(1 + tanh(a/width)), smoothstep(a, width)",
+                           "ratio", lambda ns, a, w: 0.5 * (1.0 + ns.tanh(a / w)),
+                           lambda np, a, w: 0.5 * (1.0 + np.tanh(np.divide(a, w))),
+                           lambda sp, a, w: sp.Rational(1, 2) * (1 + sp.tanh(a / w))),
+    "hill": Function(3, 3, "Hill function a**n/(K**n + a**n), hill(a, K, n), 0 for a <= 0", "hill",
+                     lambda ns, a, k, n: _hill(ns.max_value(a, 0.0), k, n),
+                     lambda np, a, k, n: _hill(np.maximum(a, 0.0), k, n),
+                     lambda sp, a, k, n: _hill(sp.Max(a, 0), k, n)),
+    "where": Function(3, 3, "where(condition, a, b): a where the condition holds, else b", "where",
+                      lambda ns, c, a, b: ns.conditional(c, a, b),
+                      lambda np, c, a, b: np.where(c, a, b),
+                      lambda sp, c, a, b: sp.Piecewise((a, c), (b, True)), condition=True),
+}
 
 
 class Expr:
@@ -234,14 +385,15 @@ def _convert(node: ast.AST, src: str, key: str, allowed: set[str] | None, depth:
             raise ConfigError(key, f"keyword arguments are not allowed in {name}() in {src!r}")
         if any(isinstance(a, ast.Starred) for a in node.args):
             raise ConfigError(key, f"'*' arguments are not allowed in {src!r}")
-        lo, hi, _ = FUNCTIONS[name]
+        fn = FUNCTIONS[name]
+        lo, hi = fn.min_args, fn.max_args
         if not lo <= len(node.args) <= hi:
             want = str(lo) if lo == hi else f"{lo} to {hi}"
             raise ConfigError(key, f"{name}() takes {want} arguments, got {len(node.args)} "
                                    f"in {src!r}")
-        args = tuple(conv(a, cond=(name == "where" and i == 0)) for i, a in enumerate(node.args))
-        if name == "where" and not _is_condition(args[0]):
-            raise ConfigError(key, f"the first argument of where() must be a condition such as "
+        args = tuple(conv(a, cond=(fn.condition and i == 0)) for i, a in enumerate(node.args))
+        if fn.condition and not _is_condition(args[0]):
+            raise ConfigError(key, f"the first argument of {name}() must be a condition such as "
                                    f"'x < 0.5', got {_token(node.args[0], src)!r}")
         return Call(name, args)
     if isinstance(node, ast.Compare) and condition:
@@ -342,13 +494,7 @@ class _Numbers:
         self.sign, self.sqrt, self.exp, self.ln = np.sign, np.sqrt, np.exp, np.log
         self.sin, self.cos, self.tan = np.sin, np.cos, np.tan
         self.sinh, self.cosh, self.tanh, self.atan = np.sinh, np.cosh, np.tanh, np.arctan
-
-    @staticmethod
-    def erf(v: Any) -> Any:
-        from scipy.special import erf
-
-        return erf(v)
-
+        self.erf = _erf
 
 def _factor(src: Any, dst: Any) -> float:
     return float((1.0 * src).to(dst).magnitude)
@@ -497,56 +643,46 @@ def _call(e: Call, syms: Mapping[str, tuple[Any, Dim]], key: str, ureg: Any, be:
           rec: Callable[[Expr], tuple[Any, Dim]]) -> tuple[Any, Dim]:
     one = ureg.dimensionless if ureg is not None else None
     f = e.func
-    if f == "where":
-        cond, _ = rec(e.args[0])
-        (a, da), (b, db) = rec(e.args[1]), rec(e.args[2])
-        a, b, d = _unify(a, da, b, db, key, ureg, be, "where()")
-        return (be.ufl.conditional(cond, a, b) if be.build else None), d
+    fn = FUNCTIONS[f]
+    what = f"{f}()"
     args = [rec(a) for a in e.args]
     u = be.ufl if be.build else None
-    if f in ("min", "max"):
+    if fn.units == "where":
+        (cond, _), (a, da), (b, db) = args
+        a, b, d = _unify(a, da, b, db, key, ureg, be, what)
+        return (fn.lower(u, cond, a, b) if be.build else None), d
+    if fn.units == "common":
         v, d = args[0]
         for w, dw in args[1:]:
-            v, w, d = _unify(v, d, w, dw, key, ureg, be, f"{f}()")
+            v, w, d = _unify(v, d, w, dw, key, ureg, be, what)
             if be.build:
-                v = u.min_value(v, w) if f == "min" else u.max_value(v, w)
+                v = fn.lower(u, v, w)
         return v, d
-    if f in ("abs", "pos"):
+    if fn.units == "same":
         v, d = args[0]
-        if not be.build:
-            return None, d
-        return (abs(v) if f == "abs" else u.max_value(v, 0.0)), d
-    if f in ("sign", "step"):
+        return (fn.lower(u, v) if be.build else None), d
+    if fn.units == "any":
         v, _ = args[0]
-        if not be.build:
-            return None, Dim(one, True)
-        return (u.sign(v) if f == "sign" else u.conditional(u.gt(v, 0.0), 1.0, 0.0)), Dim(one, True)
-    if f == "sqrt":
+        return (fn.lower(u, v) if be.build else None), Dim(one, True)
+    if fn.units == "sqrt":
         v, d = args[0]
         unit = d.unit ** 0.5 if (ureg is not None and d.unit is not None) else None
-        return (u.sqrt(v) if be.build else None), Dim(unit, d.exact)
-    if f == "smoothstep":
+        return (fn.lower(u, v) if be.build else None), Dim(unit, d.exact)
+    if fn.units == "ratio":
         (v, dv), (w, dw) = args
-        v, w, _ = _unify(v, dv, w, dw, key, ureg, be, "smoothstep()")
-        return (0.5 * (1.0 + u.tanh(v / w)) if be.build else None), Dim(one, True)
-    if f == "hill":
+        v, w, _ = _unify(v, dv, w, dw, key, ureg, be, what)
+        return (fn.lower(u, v, w) if be.build else None), Dim(one, True)
+    if fn.units == "hill":
         (v, dv), (k, dk), (n, dn) = args
-        v, k, _ = _unify(v, dv, k, dk, key, ureg, be, "hill()")
+        v, k, _ = _unify(v, dv, k, dk, key, ureg, be, what)
         if not _dimensionless(dn, ureg):
             raise ConfigError(key, f"the Hill exponent must be dimensionless, got {dn.unit:~}")
-        if not be.build:
-            return None, Dim(one, True)
-        vp = u.max_value(v, 0.0)
-        return vp ** n / (k ** n + vp ** n), Dim(one, True)
-    # transcendental functions need dimensionless arguments
+        return (fn.lower(u, v, k, n) if be.build else None), Dim(one, True)
+    # "dimensionless": transcendental functions
     v, d = args[0]
     if not _dimensionless(d, ureg):
         raise ConfigError(key, f"{f}() needs a dimensionless argument, got units {d.unit:~}")
-    if not be.build:
-        return None, Dim(one, True)
-    fn = {"exp": u.exp, "log": u.ln, "sin": u.sin, "cos": u.cos, "tan": u.tan, "sinh": u.sinh,
-          "cosh": u.cosh, "tanh": u.tanh, "atan": u.atan, "erf": u.erf}[f]
-    return fn(v), Dim(one, True)
+    return (fn.lower(u, v) if be.build else None), Dim(one, True)
 
 
 def evaluate(expr: Expr, env: Mapping[str, Any], key: str) -> Any:
@@ -559,7 +695,7 @@ def evaluate(expr: Expr, env: Mapping[str, Any], key: str) -> Any:
     """
     import numpy as np
 
-    full = {"pi": math.pi, "e": math.e, **env}
+    full = {**{name: c.value for name, c in CONSTANTS.items()}, **env}
 
     def ev(n: Expr) -> Any:
         if isinstance(n, Num):
@@ -589,31 +725,8 @@ def evaluate(expr: Expr, env: Mapping[str, Any], key: str) -> Any:
             return out
         if isinstance(n, Call):
             args = [ev(a) for a in n.args]
-            f = n.func
             with np.errstate(all="ignore"):
-                if f == "where":
-                    return np.where(args[0], args[1], args[2])
-                if f == "min":
-                    return np.minimum.reduce(np.broadcast_arrays(*args))
-                if f == "max":
-                    return np.maximum.reduce(np.broadcast_arrays(*args))
-                if f == "pos":
-                    return np.maximum(args[0], 0.0)
-                if f == "step":
-                    return np.where(np.asarray(args[0]) > 0, 1.0, 0.0)
-                if f == "smoothstep":
-                    return 0.5 * (1.0 + np.tanh(np.divide(args[0], args[1])))
-                if f == "hill":
-                    a = np.maximum(args[0], 0.0)
-                    return a ** args[2] / (args[1] ** args[2] + a ** args[2])
-                if f == "erf":
-                    from scipy.special import erf
-
-                    return erf(args[0])
-                fn = {"exp": np.exp, "log": np.log, "sqrt": np.sqrt, "sin": np.sin,
-                      "cos": np.cos, "tan": np.tan, "sinh": np.sinh, "cosh": np.cosh,
-                      "tanh": np.tanh, "atan": np.arctan, "abs": np.abs, "sign": np.sign}[f]
-                return fn(args[0])
+                return FUNCTIONS[n.func].numpy(np, *args)
         raise ConfigError(key, f"cannot evaluate {n!r}")  # pragma: no cover
 
     return ev(expr)

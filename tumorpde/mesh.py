@@ -314,7 +314,7 @@ def _remove_cells(domain: Domain, condition: str) -> Domain:
     ncells = imap.size_local + imap.num_ghosts
     cells = np.arange(ncells, dtype=np.int32)
     mid = dmesh.compute_midpoints(m, tdim, cells)
-    env = {"x": mid[:, 0], "y": mid[:, 1], "z": mid[:, 2]}
+    env = {c: mid[:, i] for i, c in enumerate(ex.COORDINATES)}
     gone = np.broadcast_to(np.asarray(ex.evaluate(ex.parse_condition(condition, key, set()), env,
                                                   key)) > 0.5, (ncells,))
     kept = cells[~gone]
@@ -370,7 +370,7 @@ def _custom_regions(domain: Domain, cfg: MeshConfig) -> None:
     if domain.cell_tags is not None:
         values[domain.cell_tags.indices] = domain.cell_tags.values
     next_tag = max(list(domain.regions.values()) + [0]) + 1
-    env = {"x": mid[:, 0], "y": mid[:, 1], "z": mid[:, 2]}
+    env = {c: mid[:, i] for i, c in enumerate(ex.COORDINATES)}
     for name, cond in cfg.regions.items():
         key = f"mesh.regions.{name}"
         mask = np.asarray(ex.evaluate(ex.parse_condition(cond, key, set()), env, key)) > 0.5
@@ -395,7 +395,7 @@ def _custom_boundaries(domain: Domain, cfg: MeshConfig) -> None:
     m.topology.create_connectivity(tdim - 1, tdim)
     bfacets = dmesh.exterior_facet_indices(m.topology)
     mid = dmesh.compute_midpoints(m, tdim - 1, bfacets)
-    env = {"x": mid[:, 0], "y": mid[:, 1], "z": mid[:, 2]}
+    env = {c: mid[:, i] for i, c in enumerate(ex.COORDINATES)}
     facets, values = [], []
     if domain.facet_tags is not None:
         facets.append(domain.facet_tags.indices)

@@ -41,8 +41,11 @@ from typing import Any
 
 import numpy as np
 
+from tumorpde import units as un
+from tumorpde import validation as va
 from tumorpde.errors import ConfigError
 from tumorpde.model import Drug, Therapy
+from tumorpde.spec import Spec, parse_term, term_factor
 
 __all__ = ["KINDS", "load_drugs", "load_therapies", "check_therapies", "DrugPlan", "TherapyPlan",
            "MAX_DOSES"]
@@ -54,39 +57,35 @@ MAX_DOSES = 100_000
 # ----------------------------------------------------------------------- TOML -> objects
 def load_drugs(data: Any) -> dict[str, Drug]:
     """``[drugs]`` as :class:`~tumorpde.model.Drug` objects (strict keys and types)."""
-    from tumorpde.config import _fields, _number, _str, _table
-
     out = {}
-    for name, d in _table(data, "drugs").items():
+    for name, d in va.table(data, "drugs").items():
         key = f"drugs.{name}"
-        d = _fields(Drug, _table(d, key), key)
+        d = va.fields(Drug, va.table(d, key), key)
         drug = Drug()
         if "kind" in d:
-            drug.kind = _str(d["kind"], f"{key}.kind", KINDS)
+            drug.kind = va.string(d["kind"], f"{key}.kind", KINDS)
         for k in ("half_life", "every"):
             if k in d:
                 setattr(drug, k, _time_like(d[k], f"{key}.{k}"))
         if "dose" in d:
-            drug.dose = _number(d["dose"], f"{key}.dose", nonneg=True)
+            drug.dose = va.number(d["dose"], f"{key}.dose", nonneg=True)
         if "doses" in d:
-            drug.doses = _number(d["doses"], f"{key}.doses", positive=True, integer=True)
+            drug.doses = va.number(d["doses"], f"{key}.doses", positive=True, integer=True)
         if "survival" in d:
-            surv = _table(d["survival"], f"{key}.survival")
+            surv = va.table(d["survival"], f"{key}.survival")
             for sp, v in surv.items():
                 if isinstance(v, bool) or not isinstance(v, str | int | float):
                     raise ConfigError(f"{key}.survival.{sp}", "expected an expression string")
             drug.survival = {sp: str(v) for sp, v in surv.items()}
         for k in ("description", "source"):
             if k in d:
-                setattr(drug, k, _str(d[k], f"{key}.{k}"))
+                setattr(drug, k, va.string(d[k], f"{key}.{k}"))
         out[name] = drug
     return out
 
 
 def load_therapies(data: Any) -> list[Therapy]:
     """``[[therapy]]`` as :class:`~tumorpde.model.Therapy` objects (strict keys and types)."""
-    from tumorpde.config import _fields, _number, _str, _table
-
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
@@ -94,35 +93,31 @@ def load_therapies(data: Any) -> list[Therapy]:
     out = []
     for i, t in enumerate(data):
         key = f"therapy[{i}]"
-        t = _fields(Therapy, _table(t, key), key)
+        t = va.fields(Therapy, va.table(t, key), key)
         if "drug" not in t:
             raise ConfigError(f"{key}.drug", "missing (the name of a drug in [drugs])")
         if "start" not in t:
             raise ConfigError(f"{key}.start", "missing (the time of the first dose)")
-        th = Therapy(drug=_str(t["drug"], f"{key}.drug"), start=_time_like(t["start"], f"{key}.start"))
+        th = Therapy(drug=va.string(t["drug"], f"{key}.drug"), start=_time_like(t["start"], f"{key}.start"))
         if "every" in t:
             th.every = _time_like(t["every"], f"{key}.every")
         if "doses" in t:
-            th.doses = _number(t["doses"], f"{key}.doses", positive=True, integer=True)
+            th.doses = va.number(t["doses"], f"{key}.doses", positive=True, integer=True)
         if "dose" in t:
-            th.dose = _number(t["dose"], f"{key}.dose", nonneg=True)
+            th.dose = va.number(t["dose"], f"{key}.dose", nonneg=True)
         out.append(th)
     return out
 
 
 def _time_like(v: Any, key: str) -> float | str:
-    from tumorpde.config import _number
-
     if isinstance(v, str):
         return v
-    return _number(v, key)
+    return va.number(v, key)
 
 
 # ------------------------------------------------------------------------------ checks
-def _to_time(v: float | str, key: str, spec: Any, positive: bool) -> float:
+def _to_time(v: float | str, key: str, spec: Spec, positive: bool) -> float:
     """A time in model units from a number (model units) or a quantity string."""
-    from tumorpde import units as un
-
     if isinstance(v, str):
         mag, unit = un.parse_quantity(v, key, spec.has_units)
         if unit is not None:
@@ -149,7 +144,7 @@ class DrugPlan:
         times: Dose times, sorted.
         amounts: Dose amounts, in the order of ``times``.
         survival: ``fraction`` drugs: species -> parsed surviving fraction
-            (:class:`tumorpde.config.TermSpec`).
+            (:class:`tumorpde.spec.TermSpec`).
     """
 
     name: str
@@ -231,19 +226,16 @@ class TherapyPlan:
         return self.fractions(t - 2 * tol, t, tol)
 
 
-def check_therapies(spec: Any, field_syms: set[str]) -> TherapyPlan:
+def check_therapies(spec: Spec, field_syms: set[str]) -> TherapyPlan:
     """Check ``[drugs]`` and ``[[therapy]]`` of a config and build its :class:`TherapyPlan`.
 
     Args:
-        spec: The :class:`~tumorpde.config.Spec` being checked.
+        spec: The :class:`~tumorpde.spec.Spec` being checked.
         field_syms: Symbols allowed in field expressions (survival fractions).
 
     Raises:
         ConfigError: naming the offending key.
     """
-    from tumorpde import units as un
-    from tumorpde.config import _term, term_factor
-
     cfg = spec.config
     plans: dict[str, DrugPlan] = {}
     for name, drug in cfg.drugs.items():
@@ -267,7 +259,7 @@ def check_therapies(spec: Any, field_syms: set[str]) -> TherapyPlan:
             for sp, text in drug.survival.items():
                 if sp not in cfg.species:
                     raise ConfigError(f"{key}.survival.{sp}", f"unknown species {sp!r}")
-                term = _term(text, f"{key}.survival.{sp}", field_syms)
+                term = parse_term(text, f"{key}.survival.{sp}", field_syms)
                 if spec.has_units:
                     term_factor(spec, term, un.registry().dimensionless)
                 plan.survival[sp] = term

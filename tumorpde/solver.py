@@ -2,11 +2,11 @@
 
 One SNES with the fixed option prefix ``tumorpde_``; the ``[solver]`` table is
 passed through as PETSc options under that prefix (``ksp_type = "gmres"``
-becomes ``-tumorpde_ksp_type gmres``).  Defaults: Newton with a full step,
-direct LU (MUMPS) in 1D/2D and GMRES with block-Jacobi/ILU(0) in 3D, so 3D
-problems never fall back to a direct factorisation unless asked to.  The
-options this solver set are removed again when it is destroyed, so they cannot
-leak into another solver in the same process.
+becomes ``-tumorpde_ksp_type gmres``).  Defaults (:mod:`tumorpde.solver_options`):
+Newton with a full step, direct LU (MUMPS) in 1D/2D and GMRES with
+block-Jacobi/ILU(0) in 3D, so 3D problems never fall back to a direct
+factorisation unless asked to.  The options this solver set are removed again
+when it is destroyed, so they cannot leak into another solver in the same process.
 """
 
 from __future__ import annotations
@@ -18,35 +18,9 @@ from petsc4py import PETSc
 
 from tumorpde import splitting
 from tumorpde.errors import ConfigError
+from tumorpde.solver_options import PREFIX, STRATEGIES, monolithic_options, split_options
 
-__all__ = ["StepSolver", "default_options", "PREFIX"]
-
-PREFIX = "tumorpde_"
-
-
-# Newton's defaults, shared by every strategy
-NEWTON_OPTIONS: dict[str, Any] = {
-    "snes_type": "newtonls",
-    "snes_linesearch_type": "basic",
-    "snes_rtol": 1e-9,
-    "snes_atol": 1e-11,
-    "snes_stol": 0.0,
-    "snes_max_it": 25,
-    "snes_divergence_tolerance": 1e8,
-}
-
-
-def default_options(gdim: int) -> dict[str, Any]:
-    """Default PETSc options (without prefix) for a problem of geometric dimension ``gdim``."""
-    opts: dict[str, Any] = dict(NEWTON_OPTIONS)
-    if gdim <= 2:
-        opts.update({"ksp_type": "preonly", "pc_type": "lu",
-                     "pc_factor_mat_solver_type": "mumps"})
-    else:
-        opts.update({"ksp_type": "gmres", "ksp_rtol": 1e-10, "ksp_atol": 1e-14,
-                     "ksp_max_it": 1000, "ksp_gmres_restart": 100, "pc_type": "bjacobi",
-                     "sub_pc_type": "ilu"})
-    return opts
+__all__ = ["StepSolver", "StepResult", "PREFIX"]
 
 
 def _describe(exc: Exception) -> str:
@@ -64,8 +38,8 @@ def _fmt(v: Any) -> str:
 
 def _strategy(disc: Any, value: Any) -> str:
     """The solver strategy (``solver.strategy``) that a run uses."""
-    if value not in splitting.STRATEGIES:
-        raise ConfigError("solver.strategy", f"expected one of {', '.join(splitting.STRATEGIES)}, "
+    if value not in STRATEGIES:
+        raise ConfigError("solver.strategy", f"expected one of {', '.join(STRATEGIES)}, "
                           f"got {value!r}")
     if value == "auto":
         # one species: nothing to split (both Jacobians are the same scalar P1 matrix), and
@@ -89,21 +63,31 @@ class StepResult:
 
 
 class StepSolver:
-    """SNES bound to a :class:`~tumorpde.discretisation.Discretisation`."""
+    """SNES bound to a :class:`~tumorpde.discretisation.Discretisation`.
 
-    def __init__(self, disc: Any, user_options: dict[str, Any]) -> None:
+    Args:
+        disc: The discretisation whose residual and Jacobian are solved.
+        user_options: The ``[solver]`` table (PETSc options without prefix, and
+            ``strategy``).
+        dt: The step size that the split strategy's default preconditioner is chosen for
+            (AMG for species whose transport is stiff at this step); ``None`` takes the
+            configured ``time.dt``.
+    """
+
+    def __init__(self, disc: Any, user_options: dict[str, Any], dt: float | None = None) -> None:
         self.disc = disc
         comm = disc.comm
         user_options = dict(user_options)
         self.strategy = _strategy(disc, user_options.pop("strategy", "auto"))
-        names = list(disc.spec.names)
-        self._knocked_out = [names.index(k) for k in disc.spec.config.knockout]  # (checked names)
+        # held components are exactly zero after every solve
+        self.held = tuple(disc.held_components)
         split = self.strategy == "split"
-        base = splitting.default_options if split else default_options
+        base = split_options if split else monolithic_options
         self.split = splitting.for_discretisation(disc) if split else None
+        self.dt = disc.spec.config.time.dt if dt is None else dt
         extra = {}
         if self.split and "pc_type" not in user_options:
-            extra = self.split.preconditioner_options(disc.spec.config.time.dt)
+            extra = self.split.preconditioner_options(self.dt)
         self.options = {**base(disc.domain.gdim), **extra, **user_options}
         opts = PETSc.Options()
         for k, v in self.options.items():
@@ -145,9 +129,9 @@ class StepSolver:
         ok = reason > 0
         if ok:
             self.x.copy(disc.u.x.petsc_vec)
-            # knocked-out species are zero exactly: drop the round-off that an iterative
+            # held (knocked-out) species are zero exactly: drop the round-off that an iterative
             # solve (or a pivoted block inverse of its preconditioner) leaves in them
-            for k in self._knocked_out:
+            for k in self.held:
                 disc.u.x.array[k::disc.n] = 0.0
             disc.u.x.scatter_forward()
         return StepResult(ok, int(reason), int(its), int(lits))

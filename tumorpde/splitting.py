@@ -8,14 +8,15 @@ This strategy solves *the same discrete equations* (same residual, same time sch
 Newton tolerances) with the same (exact) Jacobian, stored with only the couplings that exist:
 
 * nodal blocks: ``c0 m_i I - m_i df/du(u_i)``, an ``n x n`` block per vertex holding the
-  entries that do not vanish symbolically, from ``n`` vector assemblies of the
-  vertex-quadrature part of the residual differentiated in the direction of each species
-  (local kinetics, exact also with region-wise coefficients);
-* transport: one scalar P1 matrix for every pair of species (k, m) whose cell and facet
-  integrals couple them (diffusion and boundary terms: k = m; a diffusivity of k depending
-  on m, Galerkin taxis: k != m), found symbolically and assembled from the residual's own
-  integrals; a block that depends neither on the state nor on time (constant coefficients)
-  is assembled once per run;
+  entries that do not vanish symbolically, from ``n`` vector assemblies of the residual's
+  nodal terms (labelled ``mass`` and ``reaction``, integrated at the vertices:
+  :attr:`tumorpde.discretisation.Discretisation.nodal_terms`) differentiated in the
+  direction of each species (local kinetics, exact also with region-wise coefficients);
+* transport: one scalar P1 matrix for every pair of species (k, m) whose other terms
+  (``diffusion``, Galerkin ``taxis``, ``boundary``) couple them (diffusion and boundary
+  terms: k = m; a diffusivity of k depending on m, Galerkin taxis: k != m), found
+  symbolically and assembled from the residual's own integrals; a block that depends
+  neither on the state nor on time (constant coefficients) is assembled once per run;
 * edge taxis: the entries of :meth:`tumorpde.taxis.EdgeTaxis.coo_pattern` (each entry
   once, the pieces that land on it summed per edge and per node).
 
@@ -27,10 +28,11 @@ the values are added in place (no COO maps, no COO values array).  Block size ``
 The default linear solver is GMRES preconditioned by a multiplicative composite
 of point-block Jacobi (the local kinetics with the transport diagonal, solved at every
 vertex) and an additive field split with one solve per species, AMG where the species'
-transport is stiff at the time step and ILU(0) elsewhere (:func:`default_options`,
-:meth:`SplitJacobian.preconditioner_options`).  Only P1 with lumped mass qualifies
-(otherwise reactions are not nodal); ``strategy = "auto"`` picks this strategy then, for
-models of several species (one species has no coupling blocks to leave out).
+transport is stiff at the time step and ILU(0) elsewhere
+(:func:`tumorpde.solver_options.split_options`, :meth:`SplitJacobian.preconditioner_options`).
+Only P1 with lumped mass qualifies (otherwise reactions are not nodal); ``strategy = "auto"``
+picks this strategy then, for models of several species (one species has no coupling blocks
+to leave out).
 """
 
 from __future__ import annotations
@@ -44,8 +46,9 @@ from petsc4py import PETSc
 import numpy as np
 
 from tumorpde.compat import import_dolfinx
+from tumorpde.discretisation import TERMS
 
-__all__ = ["SplitJacobian", "applicable", "default_options", "for_discretisation", "STRATEGIES"]
+__all__ = ["SplitJacobian", "applicable", "for_discretisation"]
 
 log = logging.getLogger("tumorpde")
 
@@ -56,26 +59,10 @@ from dolfinx.fem import petsc as fpetsc  # noqa: E402
 from ufl.algorithms import expand_derivatives, expand_indices  # noqa: E402
 from ufl.algorithms.apply_algebra_lowering import apply_algebra_lowering  # noqa: E402
 
-STRATEGIES = ("auto", "split", "monolithic")
-
 
 def applicable(disc: Any) -> bool:
     """Whether a discretisation has nodal kinetics (P1 with lumped mass)."""
     return disc.degree == 1 and bool(disc.spec.config.discretisation.lumped_mass)
-
-
-def default_options(gdim: int) -> dict[str, Any]:
-    """Default PETSc options (without prefix) of the split strategy."""
-    from tumorpde.solver import NEWTON_OPTIONS
-
-    return {
-        **NEWTON_OPTIONS,
-        "ksp_type": "gmres",
-        "ksp_rtol": 1e-12,  # iterative error far below the values that positivity tests see
-        "ksp_atol": 1e-14,
-        "ksp_max_it": 2000,
-        "ksp_gmres_restart": 100,
-    }
 
 
 POINTWISE_CHUNK = 2048  # cells per evaluation of the pointwise kinetics blocks
@@ -88,15 +75,9 @@ def for_discretisation(disc: Any) -> SplitJacobian:
     Its forms and pattern depend on the discretisation only, so solvers created again
     during a run (after a checkpoint) share it.
     """
-    sj = disc.__dict__.get("_split_jacobian")
-    if sj is None:
-        sj = SplitJacobian(disc)
-        disc.__dict__["_split_jacobian"] = sj
-    return sj
-
-
-def _is_vertex(integral: Any) -> bool:
-    return integral.metadata().get("quadrature_rule") == "vertex"
+    if disc.split_jacobian is None:
+        disc.split_jacobian = SplitJacobian(disc)
+    return disc.split_jacobian
 
 
 def _simplify(form: Any) -> Any:
@@ -125,7 +106,6 @@ class SplitJacobian:
             raise RuntimeError("the component space and the blocked space number nodes differently")
         self.gnodes = gnodes
         self._row_start = imap.local_range[0]
-        F = disc.F_ufl
         u = disc.u
         v = ufl.TestFunction(V)
         w, v0 = ufl.TrialFunction(V0), ufl.TestFunction(V0)
@@ -133,8 +113,10 @@ class SplitJacobian:
         def unit(k: int, f: Any) -> Any:
             return ufl.as_vector([f if i == k else 0 for i in range(n)]) if n > 1 else f
 
-        vertex = ufl.Form([it for it in F.integrals() if _is_vertex(it)])
-        other = [it for it in F.integrals() if not _is_vertex(it)]
+        # the pointwise kinetics (mass, reactions) and the transport, by the terms' labels
+        nodal = disc.nodal_terms
+        vertex = ufl.Form(disc.term_integrals(nodal))
+        other = disc.term_integrals(tuple(t for t in TERMS if t not in nodal))
         # nodal blocks: column m of every vertex block is the vertex part differentiated along e_m
         one = fem.Constant(disc.domain.mesh, PETSc.ScalarType(1.0))
         self.nodal_forms = []

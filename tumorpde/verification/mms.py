@@ -48,35 +48,14 @@ from tumorpde.tomlio import dumps
 
 __all__ = ["manufacture", "to_sympy", "to_text", "parse_text", "dump_toml", "gdim_of"]
 
-X, Y, Z, T = sp.symbols("x y z t", real=True)
+X, Y, Z, T = sp.symbols((*ex.COORDINATES, ex.TIME), real=True)
 COORDS = (X, Y, Z)
 
 
 # ------------------------------------------------------------------ engine syntax -> sympy
-def _call(func: str, args: list[Any]) -> Any:
-    if func == "where":
-        return sp.Piecewise((args[1], args[0]), (args[2], True))
-    if func == "min":
-        return sp.Min(*args)
-    if func == "max":
-        return sp.Max(*args)
-    if func == "pos":
-        return sp.Max(args[0], 0)
-    if func == "abs":
-        return sp.Abs(args[0])
-    if func == "sign":
-        return sp.sign(args[0])
-    if func == "step":
-        return sp.Piecewise((1, args[0] > 0), (0, True))
-    if func == "smoothstep":
-        return sp.Rational(1, 2) * (1 + sp.tanh(args[0] / args[1]))
-    if func == "hill":
-        a = sp.Max(args[0], 0)
-        return a ** args[2] / (args[1] ** args[2] + a ** args[2])
-    fn = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "sin": sp.sin, "cos": sp.cos,
-          "tan": sp.tan, "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "atan": sp.atan,
-          "erf": sp.erf}[func]
-    return fn(args[0])
+#: the reserved symbols (coordinates, time, constants) in sympy
+RESERVED = {**dict(zip(ex.COORDINATES, COORDS, strict=True)), ex.TIME: T,
+            **{name: getattr(sp, c.sympy) for name, c in ex.CONSTANTS.items()}}
 
 
 def to_sympy(e: ex.Expr, env: dict[str, Any]) -> Any:
@@ -87,9 +66,8 @@ def to_sympy(e: ex.Expr, env: dict[str, Any]) -> Any:
     if isinstance(e, ex.Sym):
         if e.name in env:
             return env[e.name]
-        base = {"x": X, "y": Y, "z": Z, "t": T, "pi": sp.pi, "e": sp.E}
-        if e.name in base:
-            return base[e.name]
+        if e.name in RESERVED:
+            return RESERVED[e.name]
         raise ConfigError("", f"unknown symbol {e.name!r}")
     if isinstance(e, ex.Neg):
         return -to_sympy(e.operand, env)
@@ -106,7 +84,7 @@ def to_sympy(e: ex.Expr, env: dict[str, Any]) -> Any:
     if isinstance(e, ex.Not):
         return sp.Not(to_sympy(e.operand, env))
     if isinstance(e, ex.Call):
-        return _call(e.func, [to_sympy(a, env) for a in e.args])
+        return ex.FUNCTIONS[e.func].sympy(sp, *[to_sympy(a, env) for a in e.args])
     raise ConfigError("", f"cannot convert {e!r}")  # pragma: no cover
 
 

@@ -64,10 +64,7 @@ def exact_ufl(disc: Any, text: str, t: float, params: dict[str, float]) -> Any:
     X = ufl.SpatialCoordinate(disc.domain.mesh)
     gdim = disc.domain.gdim
     flex = ex.Dim(None, False)
-    syms: dict[str, tuple[Any, ex.Dim]] = {
-        "x": (X[0], flex), "y": (X[1] if gdim > 1 else 0.0, flex),
-        "z": (X[2] if gdim > 2 else 0.0, flex), "t": (float(t), flex),
-        "pi": (math.pi, flex), "e": (math.e, flex)}
+    syms = ex.reserved_symbols([X[i] for i in range(gdim)], float(t), flex)
     for k, v in params.items():
         syms[k] = (v, flex)
     value, _ = ex.lower(ex.parse(text, "exact"), syms, "exact", None)
