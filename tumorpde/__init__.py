@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
 from tumorpde.errors import ConfigError, SolverError
+from tumorpde.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from tumorpde.model import Config

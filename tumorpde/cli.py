@@ -13,9 +13,9 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-from tumorpde import __version__
 from tumorpde.errors import ConfigError, SolverError, ToolError
 from tumorpde.signals import Interrupted
+from tumorpde.version import __version__
 
 __all__ = ["main", "build_parser"]
 

@@ -88,7 +88,7 @@ def geometry_dofmap(mesh: Any) -> Any:
 
 def versions() -> dict[str, str]:
     """Versions of tumorpde and the numerical stack, for ``run.json``."""
-    from tumorpde import __version__
+    from tumorpde.version import __version__
 
     out = {"tumorpde": __version__}
     dolfinx = import_dolfinx()

@@ -312,7 +312,7 @@ class Problem:
     def _new_solver(self) -> Any:
         from tumorpde.solver import StepSolver
 
-        return StepSolver(self.disc, self.config.solver)
+        return StepSolver(self.disc, self.config.solver, dt=self.controller.dt)
 
     def is_output_time(self, t: float) -> bool:
         """Whether ``t`` is an output time (the start, multiples of output_every, the end)."""
