@@ -338,16 +338,18 @@ class Problem:
         Changes made to :attr:`fields` are taken into the state first.
         """
         self._take_changes()
-        names, disc = self.names, self.disc
-        extra = disc.observables()
-        extra.update(self.couplings.row(self.t, extra))
-        return {**{f"total_{n}": v for n, v in zip(names, disc.totals(), strict=True)}, **extra}
+        totals, extra = self._values(self.t)
+        return {**{f"total_{n}": v for n, v in zip(self.names, totals, strict=True)}, **extra}
+
+    def _values(self, t: float) -> tuple[list[float], dict[str, float]]:
+        """The species totals and the other columns (scalars, observables) at ``t``."""
+        extra = self.disc.observables()
+        extra.update(self.couplings.row(t, extra))
+        return self.disc.totals(), extra
 
     def _record_row(self, t: float) -> None:
-        st, disc = self.state, self.disc
-        totals = disc.totals()
-        extra = disc.observables()
-        extra.update(self.couplings.row(t, extra))
+        st = self.state
+        totals, extra = self._values(t)
         for n in self._cumulative:  # time integral by the trapezoidal rule over accepted steps
             if n in st.previous:
                 t_prev, v_prev = st.previous[n]
