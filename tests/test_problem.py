@@ -129,6 +129,14 @@ def test_trackers_on_their_schedules() -> None:
     assert seen["output"] == pytest.approx([0.0, 0.1, 0.2, 0.3])
     assert seen["0.1"] == pytest.approx([0.0, 0.1, 0.2, 0.3])
     assert final.status == "completed"
+    # begin() alone (to see the initial rows) leaves the start to the trackers
+    p = tp.Problem(tp.load("quickstart", QUICK))
+    p.begin()
+    starts: list[float] = []
+    p.solve(trackers=[tp.Callback(lambda q, t: starts.append(t), "output")])
+    assert starts[0] == 0.0
+    with pytest.raises(RuntimeError, match="already taken steps"):
+        p.solve(output="never-written")
     with pytest.raises(ValueError, match="interval"):
         tp.Callback(print, "sometimes")
     with pytest.raises(TypeError, match="Tracker or a callable"):

@@ -610,6 +610,9 @@ class Problem:
         from tumorpde import trackers as tk
 
         user = [tk.as_tracker(x) for x in trackers]
+        if output is not None and previous is None and self.state.steps > 0:
+            raise RuntimeError("solve(output=...) writes a run from time.start: this problem has "
+                               "already taken steps (build a new Problem)")
         show = (self.config.output.progress if output is not None else False) \
             if progress is None else progress
         lock = None
@@ -635,7 +638,8 @@ class Problem:
     def _loop(self, chain: list[Any], outdir: Path | None, signals: bool) -> Result:
         from tumorpde.trackers import due
 
-        fresh = not self.resumed and not self._started
+        # the start is handled by the trackers unless the run went past it before solve()
+        fresh = not self.resumed and self.state.steps == 0
         self.begin()
         for tr in chain:
             tr.initialize(self)
