@@ -561,7 +561,7 @@ class Problem:
         ctrl = self.controller
         ctrl.dt, ctrl.rejected, ctrl.failures = st.dt, st.rejected, st.failures
         self.couplings.resume(state.get("couplings", {}), st.t, st.dts[-1] if st.dts else None)
-        self.rows = _read_rows(outdir / "observables.csv", self.columns, st.rows, comm)
+        self.rows = _read_rows(outdir, self.columns, st.rows, comm)
         self.resumed = True
         self._sync_out()
         log.info("resuming at t=%.6g (step %d) from %s", st.t, st.steps,
@@ -701,19 +701,22 @@ class Problem:
             self.solver = None
 
 
-def _read_rows(path: Path, columns: list[str], n: int, comm: MPI.Comm) -> list[list[float]]:
-    """The first ``n`` rows of an observables file (rank 0 reads; every rank gets them)."""
+def _read_rows(outdir: Path, columns: list[str], n: int, comm: MPI.Comm) -> list[list[float]]:
+    """The first ``n`` rows of a run's observables (rank 0 reads; every rank gets them)."""
+    from tumorpde.rundir import read_observables
+
     rows, error = None, None
     if comm.rank == 0:
         try:
-            lines = path.read_text(encoding="utf-8").split("\n")
-            if lines[0].split(",") != columns:
-                raise ValueError("its columns differ from the run's")
-            rows = [[float(v) for v in ln.split(",")] for ln in lines[1: n + 1]]
-            if len(rows) < n or any(len(r) != len(columns) for r in rows):
-                raise ValueError(f"it has fewer than {n} complete rows")
-        except (OSError, ValueError) as exc:
-            error = f"cannot continue {path}: {exc}"
+            table = read_observables(outdir)
+            if list(table) != columns:
+                raise ConfigError("", "its columns differ from the run's")
+            data = np.column_stack([table[c] for c in columns]) if columns else np.empty((0, 0))
+            if len(data) < n:
+                raise ConfigError("", f"it has fewer than {n} complete rows")
+            rows = data[:n].tolist()
+        except ConfigError as exc:
+            error = f"cannot continue {outdir / 'observables.csv'}: {exc.message}"
     error = comm.bcast(error, root=0)
     if error:
         raise ConfigError("resume", error)
