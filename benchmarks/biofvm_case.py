@@ -100,8 +100,8 @@ def tumorpde_config(cells: int, steps: int) -> dict:
 
 CHILD = """
 import sys, json, time
-from tumorpde.config import load_dict
-from tumorpde.rundir import read_info
+from tumorpde.model.config import load_dict
+from tumorpde.io.rundir import read_info
 from tumorpde.simulation import run
 res = run(load_dict(json.loads(sys.argv[1])), sys.argv[2])
 info = read_info(sys.argv[2])

@@ -38,10 +38,10 @@ def main(argv: list[str]) -> None:
     from tumorpde.compat import import_dolfinx
 
     import_dolfinx()
-    from tumorpde import splitting
-    from tumorpde.config import find_config, load
+    from tumorpde.model.config import find_config, load
     from tumorpde.simulation import prepare
-    from tumorpde.solver import StepSolver
+    from tumorpde.solvers import splitting
+    from tumorpde.solvers.snes import StepSolver
 
     cfg = load(find_config(config), [f"mesh.cells={cells}"])
     gc.collect()

@@ -57,7 +57,7 @@ def tumorpde_config(cells: int, dt: float) -> dict:
 TUMORPDE_CHILD = """
 import sys, json, time, numpy as np
 t0 = time.perf_counter()
-from tumorpde.config import load_dict
+from tumorpde.model.config import load_dict
 from tumorpde.simulation import run
 cfg = json.loads(sys.argv[1])
 res = run(load_dict(cfg), sys.argv[2])

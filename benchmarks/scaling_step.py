@@ -62,7 +62,7 @@ def tme_diffusivities() -> dict[str, float]:
         from pathlib import Path
 
         import tumorpde
-        from tumorpde.config import check, load
+        from tumorpde.model.config import check, load
 
         spec = check(load(Path(tumorpde.__file__).parent / "examples" / "tme-3d.toml"))
         out = {}
@@ -105,10 +105,10 @@ def build_operators(mesh, V, jit: bool):
 
 
 def _numpy_operators(mesh, V):
-    """The same operators without JIT: edge weights and vertex volumes (cf. tumorpde.taxis)."""
+    """The same operators without JIT: edge weights and vertex volumes (cf. tumorpde.fem.taxis)."""
     from petsc4py import PETSc
 
-    from tumorpde.taxis import EdgeGraph
+    from tumorpde.fem.taxis import EdgeGraph
 
     g = EdgeGraph(V, V.dofmap.index_map)
     imap = V.dofmap.index_map

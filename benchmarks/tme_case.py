@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
 
     from benchmarks.scaling_step import BYTES_PER_FLOP
-    from tumorpde.config import find_config, load
-    from tumorpde.rundir import read_info
+    from tumorpde.io.rundir import read_info
+    from tumorpde.model.config import find_config, load
     from tumorpde.simulation import run
 
     comm = MPI.COMM_WORLD

@@ -20,7 +20,7 @@ mpiexec=$bin/mpiexec
 "$bin/tumorpde" mesh disk -o "$tmp/disk.msh" --set cell_size=0.2
 "$mpiexec" -n 2 "$bin/tumorpde" run quickstart -q -o "$tmp/run" \
     --set 'mesh.cells=[20,10]' --set time.end=0.2
-test "$("$bin/python" -c 'import sys; from tumorpde.rundir import read; print(read(sys.argv[1]).info.ranks)' \
+test "$("$bin/python" -c 'import sys; from tumorpde.io.rundir import read; print(read(sys.argv[1]).info.ranks)' \
     "$tmp/run")" = 2
 "$bin/tumorpde" plot "$tmp/run" -o "$tmp/plots"
 "$bin/tumorpde" check tme-2d

@@ -11,7 +11,7 @@ from mpi4py import MPI
 
 import numpy as np
 
-from tumorpde.config import EXAMPLES_DIR, load_dict
+from tumorpde.model.config import EXAMPLES_DIR, load_dict
 from tumorpde.simulation import RunResult, run
 
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from tumorpde.rundir import read
-from tumorpde.tomlio import dumps
+from tumorpde.io.rundir import read
+from tumorpde.io.tomlio import dumps
 
 pytestmark = pytest.mark.subprocess
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tumorpde.rundir import read
+from tumorpde.io.rundir import read
 
 pytestmark = pytest.mark.subprocess
 

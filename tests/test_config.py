@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from helpers import example
 
-from tumorpde import expressions as ex
-from tumorpde import units as un
-from tumorpde.config import apply_overrides, check, load_dict, parse_set, term_factor
 from tumorpde.errors import ConfigError
-from tumorpde.model import Config, Species, Taxis, Time
+from tumorpde.model import expressions as ex
+from tumorpde.model import units as un
+from tumorpde.model.config import apply_overrides, check, load_dict, parse_set, term_factor
+from tumorpde.model.objects import Config, Species, Taxis, Time
 
 
 def test_toml_maps_one_to_one_onto_objects():

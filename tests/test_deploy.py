@@ -129,7 +129,7 @@ def test_install_script_builds_a_working_environment():
 
 
 def test_slurm_template_uses_existing_commands():
-    from tumorpde.cli import build_parser
+    from tumorpde.apps.cli import build_parser
 
     text = (ROOT / "cluster" / "tumorpde.slurm").read_text()
     r = subprocess.run(["bash", "-n", str(ROOT / "cluster" / "tumorpde.slurm")],

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from helpers import example, h1_error, l2_error, rates, run_dict
 
-from tumorpde.config import load_dict
-from tumorpde.rundir import read
+from tumorpde.io.rundir import read
+from tumorpde.model.config import load_dict
 from tumorpde.simulation import prepare
 
 
@@ -282,7 +282,7 @@ def test_edge_taxis_jacobian_matches_finite_differences(two_signals):
     x0 = disc.u.x.petsc_vec.copy()
     dx = x0.duplicate()
     dx.array[:] = rng.standard_normal(dx.array.size) * 1e-3
-    from tumorpde.solver import StepSolver
+    from tumorpde.solvers.snes import StepSolver
 
     solver = StepSolver(disc, {"strategy": "monolithic"})  # the split Jacobian: test_splitting.py
     J = solver.A

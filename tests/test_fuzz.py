@@ -27,10 +27,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tumorpde import cli
-from tumorpde.config import check, load
-from tumorpde.rundir import read
-from tumorpde.tomlio import dumps
+from tumorpde.apps import cli
+from tumorpde.io.rundir import read
+from tumorpde.io.tomlio import dumps
+from tumorpde.model.config import check, load
 
 pytestmark = pytest.mark.serial
 

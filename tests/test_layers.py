@@ -17,10 +17,23 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tumorpde"
 
+#: the layers, bottom first: a module may import its own layer and those below it only.
+#: Each entry is a module or a folder of the package (a folder covers its modules).
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("tumorpde.errors", "tumorpde.version"),
+    ("tumorpde.model",),                        # plain objects, validation, units, expressions
+    ("tumorpde.compat", "tumorpde.signals", "tumorpde.io"),  # DOLFINx shim; files
+    ("tumorpde.fem",),                          # mesh, labelled UFL terms, discretisation, taxis
+    ("tumorpde.solvers",),                      # options, SNES wrapper, monolithic / split Jacobian
+    ("tumorpde.time",),                         # BDF, step control, couplings
+    ("tumorpde", "tumorpde.problem", "tumorpde.trackers", "tumorpde.simulation"),
+    ("tumorpde.apps", "tumorpde.verification", "tumorpde.__main__"),
+)
 #: modules that describe and check a model: importing them must not load the FE stack
-MODEL_LAYER = ("tumorpde.model", "tumorpde.config", "tumorpde.expressions", "tumorpde.units",
-               "tumorpde.compartments", "tumorpde.pharmacology", "tumorpde.validation",
-               "tumorpde.spec", "tumorpde.solver_options", "tumorpde.errors")
+MODEL_LAYER = ("tumorpde.model", "tumorpde.model.objects", "tumorpde.model.config",
+               "tumorpde.model.expressions", "tumorpde.model.units", "tumorpde.model.compartments",
+               "tumorpde.model.pharmacology", "tumorpde.model.validation", "tumorpde.model.spec",
+               "tumorpde.errors")
 HEAVY = ("dolfinx", "ufl", "petsc4py", "basix", "ffcx")
 
 
@@ -223,7 +236,7 @@ def test_the_walker_sees_function_level_and_relative_imports(tmp_path):
 
 def test_no_import_cycles():
     graph = import_graph(PACKAGE)
-    assert "tumorpde.config" in graph and "tumorpde.verification.mms" in graph
+    assert "tumorpde.model.config" in graph and "tumorpde.verification.mms" in graph
     found = [" -> ".join(_cycle_path(graph, comp)) for comp in cycles(graph)]
     assert not found, "import cycles (imports inside functions included):\n" + "\n".join(found)
 
@@ -233,12 +246,40 @@ def test_no_private_names_across_modules():
     assert not found, "private names used by another module:\n" + "\n".join(found)
 
 
-def test_the_model_layer_imports_downward_only():
-    """The model layer imports no module above it (discretisation, solvers, runs, output)."""
+def layer_of(module: str) -> int:
+    """Index in LAYERS of the module (the longest entry that is the module or a folder of it)."""
+    best, rank = "", -1
+    for i, entries in enumerate(LAYERS):
+        for e in entries:
+            if (module == e or module.startswith(e + ".")) and len(e) > len(best):
+                best, rank = e, i
+    return rank
+
+
+def test_every_module_has_a_layer_and_sits_in_a_folder():
+    mods = module_names(PACKAGE)
+    assert not [m for m in mods if layer_of(m) < 0]
+    loose = sorted(m for m in mods if m.count(".") == 1 and
+                   m not in {e for entries in LAYERS for e in entries})
+    assert not loose, f"modules outside the layer folders: {loose}"
+
+
+def test_the_layers_import_downward_only():
+    """model -> io -> fem -> solvers -> time -> Problem/trackers -> apps: no import goes up."""
     graph = import_graph(PACKAGE)
-    layer = set(MODEL_LAYER) | {"tumorpde"}
-    for mod in MODEL_LAYER:
-        assert graph[mod] <= layer, f"{mod} imports {sorted(graph[mod] - layer)}"
+    assert layer_of("tumorpde.model.config") < layer_of("tumorpde.io.rundir") < \
+        layer_of("tumorpde.fem.discretisation") < layer_of("tumorpde.solvers.splitting") < \
+        layer_of("tumorpde.time.coupling") < layer_of("tumorpde.problem") < layer_of("tumorpde.apps.cli")
+    upward = sorted(f"{m} (layer {layer_of(m)}) imports {t} (layer {layer_of(t)})"
+                    for m, targets in graph.items() for t in targets
+                    if t != "tumorpde" and layer_of(t) > layer_of(m))
+    assert not upward, "imports that go up a layer:\n" + "\n".join(upward)
+
+
+def test_the_layer_check_fails_on_an_upward_import(tmp_path):
+    graph = {"tumorpde.model.config": {"tumorpde.fem.mesh"}, "tumorpde.fem.mesh": set()}
+    assert [(m, t) for m, ts in graph.items() for t in ts if layer_of(t) > layer_of(m)] == \
+        [("tumorpde.model.config", "tumorpde.fem.mesh")]
 
 
 @pytest.mark.subprocess

@@ -11,10 +11,10 @@ from mpi4py import MPI
 import numpy as np
 import pytest
 
-from tumorpde.mesh import build_domain
-from tumorpde.meshgen import MESHES_DIR, bundled, geo_parameters
-from tumorpde.model import Mesh
-from tumorpde.rundir import read
+from tumorpde.apps.meshgen import MESHES_DIR, bundled, geo_parameters
+from tumorpde.fem.mesh import build_domain
+from tumorpde.io.rundir import read
+from tumorpde.model.objects import Mesh
 
 pytestmark = pytest.mark.subprocess
 

@@ -12,9 +12,9 @@ from mpi4py import MPI
 import numpy as np
 import pytest
 
-from tumorpde.config import apply_overrides, find_config, load, load_dict, parse_set, resolve_extends
-from tumorpde.modeldoc import model_markdown
-from tumorpde.rundir import read
+from tumorpde.apps.modeldoc import model_markdown
+from tumorpde.io.rundir import read
+from tumorpde.model.config import apply_overrides, find_config, load, load_dict, parse_set, resolve_extends
 from tumorpde.simulation import run
 
 ROOT = Path(__file__).resolve().parents[1]

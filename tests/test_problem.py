@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import tumorpde as tp
-from tumorpde.config import EXAMPLES_DIR, load_dict
-from tumorpde.model import Config, Discretisation, Mesh, Species, Taxis, Time
+from tumorpde.model.config import EXAMPLES_DIR, load_dict
+from tumorpde.model.objects import Config, Discretisation, Mesh, Species, Taxis, Time
 
 QUICK = ["time.end=0.3", "output.progress=false"]
 
@@ -291,3 +291,35 @@ def test_every_example_in_memory_equals_its_run(name: str, mpi_tmp: Path) -> Non
         np.testing.assert_allclose(mem.observables[col], values, rtol=1e-9,
                                    atol=1e-12 * max(1.0, float(np.abs(values).max())),
                                    err_msg=f"{name}: {col}")
+
+
+def test_live_problems_keep_their_own_solver_options(monkeypatch) -> None:
+    """Two problems alive in one process: neither sees the other's [solver] options; options
+    given to PETSc under ``tumorpde_`` reach both; destroy() removes every option it wrote."""
+    from petsc4py import PETSc
+
+    db = PETSc.Options()
+    db["tumorpde_ksp_max_it"] = "17"  # as PETSC_OPTIONS="-tumorpde_ksp_max_it 17" would
+    try:
+        mono = ['solver.strategy="monolithic"', *QUICK]
+        a = tp.Problem(tp.load("quickstart", [*mono, 'solver.ksp_type="gmres"', 'solver.pc_type="jacobi"',
+                                              "solver.ksp_rtol=1e-3"]))
+        b = tp.Problem(tp.load("quickstart", [*mono, 'solver.ksp_type="cg"']))
+        ka, kb = a.solver.snes.getKSP(), b.solver.snes.getKSP()
+        assert a.solver.prefix != b.solver.prefix
+        assert (ka.getType(), ka.getPC().getType()) == ("gmres", "jacobi")
+        assert kb.getType() == "cg" and kb.getPC().getType() != "jacobi"
+        assert ka.getTolerances()[0] == pytest.approx(1e-3)
+        assert kb.getTolerances()[0] == pytest.approx(1e-5)  # PETSc's default, not a's
+        assert ka.getTolerances()[3] == kb.getTolerances()[3] == 17
+        prefix_a = a.solver.prefix
+        a.destroy()
+        c = tp.Problem(tp.load("quickstart", mono))
+        assert c.solver.prefix == prefix_a  # the freed slot is taken again
+        assert c.solver.snes.getKSP().getPC().getType() == "lu"
+        b.destroy()
+        c.destroy()
+        left = [k for k in db.getAll() if k.startswith("tumorpde_")]
+        assert left == ["tumorpde_ksp_max_it"], left
+    finally:
+        db.delValue("tumorpde_ksp_max_it")

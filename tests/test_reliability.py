@@ -25,7 +25,7 @@ import pytest
 from helpers import example, run_dict
 
 from tumorpde.errors import ConfigError, SolverError
-from tumorpde.rundir import read, read_observables
+from tumorpde.io.rundir import read, read_observables
 
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 CLI = [sys.executable, "-m", "tumorpde"]
@@ -244,7 +244,7 @@ def test_negative_undershoot_is_rejected_and_recovered(mpi_tmp):
 
 def test_lock_refuses_a_second_run_in_the_same_directory(mpi_tmp):
     from tumorpde.errors import ConfigError
-    from tumorpde.output import RunLock
+    from tumorpde.io.output import RunLock
 
     comm = MPI.COMM_WORLD
     if comm.rank == 0:
@@ -260,8 +260,8 @@ def test_lock_refuses_a_second_run_in_the_same_directory(mpi_tmp):
 
 def test_checkpoint_round_trip_across_spaces(mpi_tmp):
     """A checkpoint maps back onto the dofs by coordinates (P2, any partition)."""
-    from tumorpde import checkpoint
-    from tumorpde.config import load_dict
+    from tumorpde.io import checkpoint
+    from tumorpde.model.config import load_dict
     from tumorpde.simulation import prepare
 
     cfg = example("quickstart")
@@ -282,7 +282,7 @@ def test_checkpoint_round_trip_across_spaces(mpi_tmp):
 
 @pytest.mark.subprocess
 def test_cli_failed_run_exits_1_with_one_line(tmp_path):
-    from tumorpde.tomlio import dumps
+    from tumorpde.io.tomlio import dumps
 
     cfg = tmp_path / "fail.toml"
     cfg.write_text(dumps(failing_config()))

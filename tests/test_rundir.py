@@ -1,4 +1,4 @@
-"""Reading a run directory: ``tumorpde.rundir.read`` and the ``run.json`` schema (``RunInfo``).
+"""Reading a run directory: ``tumorpde.io.rundir.read`` and the ``run.json`` schema (``RunInfo``).
 
 Everything read is checked against the files themselves (the CSV text, the HDF5
 datasets the XDMF file names), on a real quickstart run.
@@ -17,10 +17,10 @@ import h5py
 import numpy as np
 import pytest
 
-from tumorpde.config import find_config, load
 from tumorpde.errors import ConfigError
-from tumorpde.rundir import Run, read, read_observables
-from tumorpde.runinfo import Counters, Final, RunInfo, WallTime
+from tumorpde.io.rundir import Run, read, read_observables
+from tumorpde.io.runinfo import Counters, Final, RunInfo, WallTime
+from tumorpde.model.config import find_config, load
 
 pytestmark = pytest.mark.serial
 
@@ -217,7 +217,7 @@ def test_old_run_json_without_optional_keys(tmp_path):
 
 
 def test_run_record_writes_through_the_schema(tmp_path):
-    from tumorpde.output import RunRecord
+    from tumorpde.io.output import RunRecord
 
     rec = RunRecord(MPI.COMM_SELF, tmp_path, {"title": "x"}, {"tumorpde": "0"}, ["tumorpde"])
     rec.data["wall_time"]["setup"] = 0.25

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from helpers import run_dict
 
-from tumorpde.config import find_config, load, load_dict
-from tumorpde.discretisation import NODAL_TERMS, TERMS
 from tumorpde.errors import ConfigError
+from tumorpde.fem.discretisation import NODAL_TERMS, TERMS
+from tumorpde.model.config import find_config, load, load_dict
 from tumorpde.simulation import prepare
-from tumorpde.solver import StepSolver
+from tumorpde.solvers.snes import StepSolver
 
 
 def _coupled(n: int = 6) -> dict:

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tumorpde.rundir import read
-from tumorpde.sweep import Vary, design, parse_vary, sensitivity
+from tumorpde.apps.sweep import Vary, design, parse_vary, sensitivity
+from tumorpde.io.rundir import read
 
 MPIEXEC = str(Path(sys.executable).with_name("mpiexec"))
 # quickstart, tiny: cells (logistic growth rho, taxis chi) and signal
@@ -150,9 +150,9 @@ def test_sweep_bad_input(tmp_path, args, message):
     """Every input error is found before any member runs (in-process, on one rank)."""
     from mpi4py import MPI
 
-    from tumorpde.cli import build_parser
+    from tumorpde.apps.cli import build_parser
+    from tumorpde.apps.sweep import sweep
     from tumorpde.errors import ConfigError
-    from tumorpde.sweep import sweep
 
     if "--samples" not in args:
         args = [*args, "--samples", "16"]

@@ -14,9 +14,9 @@ import pytest
 from helpers import run_dict
 from scipy.integrate import quad
 
-from tumorpde.config import check, load_dict
 from tumorpde.errors import ConfigError
-from tumorpde.rundir import read
+from tumorpde.io.rundir import read
+from tumorpde.model.config import check, load_dict
 
 
 def interval(**extra) -> dict:
@@ -195,7 +195,7 @@ def test_bad_therapy_and_scalar_input_names_the_key(extra, key, words):
     with pytest.raises(ConfigError) as err:
         spec = check(load_dict(data))
         if "mesh" in extra:
-            from tumorpde.mesh import build_domain
+            from tumorpde.fem.mesh import build_domain
 
             build_domain(spec.config.mesh, MPI.COMM_WORLD)
     assert err.value.key == key, str(err.value)
@@ -238,7 +238,7 @@ def test_mesh_remove_splits_the_mesh_into_disconnected_parts(mpi_tmp):
 
 
 def test_scalar_state_restores_a_run_in_progress():
-    from tumorpde.compartments import ScalarSystem
+    from tumorpde.model.compartments import ScalarSystem
 
     data = interval(scalars={"n": {"reaction": "n*(1 - n) + I_u", "initial": 0.1},
                              "m": {"reaction": "-2*m + n"}}, observables={"I_u": "u"})
@@ -267,7 +267,7 @@ def test_resume_with_scalars_and_fractions_equals_the_uninterrupted_run(tmp_path
     import subprocess
     import sys
 
-    from tumorpde.tomlio import dumps
+    from tumorpde.io.tomlio import dumps
 
     data = interval(drugs=DRUGS, therapy=[{"drug": "pill", "start": 0.3},
                                           {"drug": "beam", "start": 0.9, "every": 0.8,

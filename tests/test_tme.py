@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from helpers import run_dict
 
-from tumorpde.config import find_config, load, resolve_extends
-from tumorpde.modeldoc import model_markdown
-from tumorpde.rundir import read
+from tumorpde.apps.modeldoc import model_markdown
+from tumorpde.io.rundir import read
+from tumorpde.model.config import find_config, load, resolve_extends
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = ["tumor", "csc", "fibroblast", "caf", "ecm", "mmp", "tgfb", "vegf", "oxygen", "vessel",

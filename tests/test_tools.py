@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tumorpde.rundir import read
+from tumorpde.io.rundir import read
 
 pytestmark = pytest.mark.subprocess
 
@@ -112,7 +112,7 @@ def test_render_tme2d_every_field_with_paraview(tme_run, tmp_path):
     xml = ET.tostring(state, encoding="unicode")
     assert "Xdmf3ReaderT" in xml and str((tme_run / "fields.xdmf").resolve()) in xml
     (tmp_path / "load.py").write_text(LOAD_STATE)
-    from tumorpde.render import find_pvbatch, virtual_display
+    from tumorpde.apps.render import find_pvbatch, virtual_display
 
     with virtual_display(tmp_path) as env:
         p = subprocess.run(find_pvbatch() + [str(tmp_path / "load.py"), str(out / "fields.pvsm")],
@@ -190,7 +190,7 @@ def test_plot_observables(tme_run, tmp_path):
 
 def test_plot_reads_a_running_job(tmp_path):
     """A row being written when the file is read is left out; a bad row is an error."""
-    from tumorpde.plot import observable_columns
+    from tumorpde.apps.plot import observable_columns
 
     (tmp_path / "observables.csv").write_text("t,total_u\n0.0,1.0\n0.5,1.5\n1.0,")
     assert observable_columns(tmp_path) == {"t": [0.0, 0.5], "total_u": [1.0, 1.5]}

@@ -21,8 +21,8 @@ from mpi4py import MPI
 import numpy as np
 import pytest
 
-from tumorpde.config import check, load_dict
-from tumorpde.rundir import read
+from tumorpde.io.rundir import read
+from tumorpde.model.config import check, load_dict
 from tumorpde.verification import configs as vc
 from tumorpde.verification.cases import (
     Ctx,

@@ -1,7 +1,7 @@
 """tumorpde: reaction-diffusion-taxis models of the tumour microenvironment.
 
 Declare species, parameters and terms in TOML (or with the equivalent Python objects
-of :mod:`tumorpde.model`), and run them with DOLFINx/PETSc over MPI::
+of :mod:`tumorpde.model.objects`), and run them with DOLFINx/PETSc over MPI::
 
     import tumorpde as tp
 
@@ -22,9 +22,9 @@ from tumorpde.errors import ConfigError, SolverError
 from tumorpde.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
-    from tumorpde.model import Config
+    from tumorpde.io.rundir import Run, read
+    from tumorpde.model.objects import Config
     from tumorpde.problem import Problem, Result
-    from tumorpde.rundir import Run, read
     from tumorpde.trackers import Callback, Progress, Tracker
 
 __all__ = ["__version__", "ConfigError", "SolverError", "load", "Problem", "Result", "Config",
@@ -33,12 +33,12 @@ __all__ = ["__version__", "ConfigError", "SolverError", "load", "Problem", "Resu
 _LAZY = {
     "Problem": ("tumorpde.problem", "Problem"),
     "Result": ("tumorpde.problem", "Result"),
-    "Config": ("tumorpde.model", "Config"),
+    "Config": ("tumorpde.model.objects", "Config"),
     "Tracker": ("tumorpde.trackers", "Tracker"),
     "Callback": ("tumorpde.trackers", "Callback"),
     "Progress": ("tumorpde.trackers", "Progress"),
-    "read": ("tumorpde.rundir", "read"),
-    "Run": ("tumorpde.rundir", "Run"),
+    "read": ("tumorpde.io.rundir", "read"),
+    "Run": ("tumorpde.io.rundir", "Run"),
 }
 
 
@@ -47,7 +47,7 @@ def load(source: Any, overrides: list[str] | None = None) -> Config:
 
     Args:
         source: A TOML file, the name of a bundled example (``tumorpde list``), a dict of
-            the TOML tables, or a :class:`~tumorpde.model.Config` (returned as it is).
+            the TOML tables, or a :class:`~tumorpde.model.objects.Config` (returned as it is).
         overrides: ``--set`` strings such as ``"time.end=5"`` or ``"parameters.rho=0.2"``.
 
     Raises:

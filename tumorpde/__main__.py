@@ -2,6 +2,6 @@
 
 import sys
 
-from tumorpde.cli import main
+from tumorpde.apps.cli import main
 
 sys.exit(main())

@@ -38,11 +38,11 @@ from mpi4py import MPI
 
 import numpy as np
 
-from tumorpde.config import check, find_config, load, load_dict
 from tumorpde.errors import ConfigError, SolverError
-from tumorpde.model import Config
+from tumorpde.model.config import check, find_config, load, load_dict
+from tumorpde.model.objects import Config
 from tumorpde.signals import Interrupted, StopRequest
-from tumorpde.timestepping import Controller, Milestones, bdf_coefficients
+from tumorpde.time.stepping import Controller, Milestones, bdf_coefficients
 
 __all__ = ["Problem", "Result", "LoopState", "load_config", "build"]
 
@@ -55,7 +55,7 @@ def load_config(source: str | Path | dict[str, Any] | Config,
 
     Args:
         source: Path of a TOML file, a bundled example's name (``tumorpde list``), a
-            dict with the TOML file's tables, or a :class:`~tumorpde.model.Config`.
+            dict with the TOML file's tables, or a :class:`~tumorpde.model.objects.Config`.
         overrides: ``--set`` strings (``"time.end=5"``) applied to a file or dict.
 
     Raises:
@@ -67,7 +67,7 @@ def load_config(source: str | Path | dict[str, Any] | Config,
                                        "Config object (change its attributes instead)")
         return source
     if isinstance(source, dict):
-        from tumorpde.config import apply_overrides, parse_set
+        from tumorpde.model.config import apply_overrides, parse_set
 
         return load_dict(apply_overrides(source, [parse_set(s) for s in (overrides or [])]))
     if not isinstance(source, str | os.PathLike):
@@ -84,8 +84,8 @@ def build(spec: Any, comm: MPI.Comm, mesh: Any = None, cell_tags: Any = None,
     Without ``mesh`` the domain is built from ``[mesh]``; with a ``dolfinx.mesh.Mesh``
     (and optional meshtags with their names) it is used as it is.
     """
-    from tumorpde.discretisation import Discretisation
-    from tumorpde.mesh import build_domain, domain_from_mesh
+    from tumorpde.fem.discretisation import Discretisation
+    from tumorpde.fem.mesh import build_domain, domain_from_mesh
 
     cfg = spec.config
     if mesh is None:
@@ -185,7 +185,7 @@ class Problem:
     """A model on a mesh, ready to be stepped or solved.
 
     Args:
-        config: A :class:`~tumorpde.model.Config` (see :func:`tumorpde.load`), a TOML path,
+        config: A :class:`~tumorpde.model.objects.Config` (see :func:`tumorpde.load`), a TOML path,
             a bundled example's name or a dict.  It is validated with exactly the checks of
             the TOML loader; the validated copy is ``problem.config``.
         comm: The MPI communicator (every rank of it must build the problem).
@@ -213,7 +213,7 @@ class Problem:
                                        boundaries)
         disc = self.disc
         disc.set_initial()
-        from tumorpde.coupling import Couplings
+        from tumorpde.time.coupling import Couplings
 
         self.couplings = Couplings(disc)  # drug levels, scalar compartments, fractions
         tc = cfg.time
@@ -310,7 +310,7 @@ class Problem:
         log.info("state changed at t=%.6g: multistep history restarted", self.t)
 
     def _new_solver(self) -> Any:
-        from tumorpde.solver import StepSolver
+        from tumorpde.solvers.snes import StepSolver
 
         return StepSolver(self.disc, self.config.solver, dt=self.controller.dt)
 
@@ -515,8 +515,8 @@ class Problem:
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_data(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """The arrays and loop state that a checkpoint holds (see :mod:`tumorpde.checkpoint`)."""
-        from tumorpde.config import to_dict
+        """The arrays and loop state that a checkpoint holds (see :mod:`tumorpde.io.checkpoint`)."""
+        from tumorpde.model.config import to_dict
 
         st, ctrl, disc = self.state, self.controller, self.disc
         arrays = {"u_n": disc.u_n.x.array[: self._nloc], "u_nm1": disc.u_nm1.x.array[: self._nloc]}
@@ -532,7 +532,7 @@ class Problem:
 
         The rows recorded before the checkpoint are read back from ``observables.csv``.
         """
-        from tumorpde import checkpoint
+        from tumorpde.io import checkpoint
 
         outdir = Path(outdir)
         comm, disc, st, nloc = self.comm, self.disc, self.state, self._nloc
@@ -621,7 +621,7 @@ class Problem:
             if self.comm.rank == 0:
                 outdir.mkdir(parents=True, exist_ok=True)
             self.comm.Barrier()
-            from tumorpde.output import RunLock
+            from tumorpde.io.output import RunLock
 
             lock = RunLock(self.comm, outdir)
         try:
@@ -703,7 +703,7 @@ class Problem:
 
 def _read_rows(outdir: Path, columns: list[str], n: int, comm: MPI.Comm) -> list[list[float]]:
     """The first ``n`` rows of a run's observables (rank 0 reads; every rank gets them)."""
-    from tumorpde.rundir import read_observables
+    from tumorpde.io.rundir import read_observables
 
     rows, error = None, None
     if comm.rank == 0:

@@ -18,9 +18,9 @@ from typing import Any
 
 from mpi4py import MPI
 
-from tumorpde.config import Spec, check, load_dict
 from tumorpde.errors import ConfigError
-from tumorpde.model import Config
+from tumorpde.model.config import Spec, check, load_dict
+from tumorpde.model.objects import Config
 from tumorpde.problem import LoopState, Problem, Result, build
 
 __all__ = ["run", "resume", "prepare", "Result", "RunResult", "LoopState"]
@@ -39,7 +39,7 @@ def prepare(cfg: Config, comm: MPI.Comm = MPI.COMM_WORLD,
 
 def _load_previous(outdir: Path, comm: MPI.Comm) -> dict[str, Any]:
     """``run.json`` of the run to resume (rank 0 reads, every rank gets it or the error)."""
-    from tumorpde.rundir import read_info
+    from tumorpde.io.rundir import read_info
 
     data, error = None, None
     if comm.rank == 0:

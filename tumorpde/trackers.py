@@ -160,7 +160,7 @@ class Fields(Tracker):
 
     def initialize(self, problem: Any) -> None:
         """Open or continue the output."""
-        from tumorpde.output import FieldWriter
+        from tumorpde.io.output import FieldWriter
 
         cfg_fields = problem.config.output.fields
         names = self.names if self.names is not None else \
@@ -190,7 +190,7 @@ class Observables(Tracker):
 
     def initialize(self, problem: Any) -> None:
         """Open or continue the output."""
-        from tumorpde.output import ObservableWriter
+        from tumorpde.io.output import ObservableWriter
 
         self.written = len(problem.rows) if problem.resumed else 0
         self.writer = ObservableWriter(problem.comm, self.outdir, problem.columns,
@@ -225,14 +225,14 @@ class Checkpoints(Tracker):
 
     def handle(self, problem: Any, t: float) -> None:
         """Write the checkpoint of the state at ``t``."""
-        from tumorpde import checkpoint
+        from tumorpde.io import checkpoint
 
         arrays, state = problem.checkpoint_data()
         checkpoint.save(self.outdir, problem.comm, problem.disc.V, arrays, state)
 
     def finalize(self, problem: Any, result: Any, collective: bool) -> None:
         """Remove the checkpoint of a completed run; write one when a run stops cleanly."""
-        from tumorpde import checkpoint
+        from tumorpde.io import checkpoint
 
         if result.status == "completed":
             if problem.comm.rank == 0:
@@ -256,8 +256,8 @@ class RunJson(Tracker):
     def initialize(self, problem: Any) -> None:
         """Open or continue the output."""
         from tumorpde.compat import versions
-        from tumorpde.config import to_dict
-        from tumorpde.output import RunRecord
+        from tumorpde.io.output import RunRecord
+        from tumorpde.model.config import to_dict
 
         self.record = RunRecord(problem.comm, self.outdir, to_dict(problem.config), versions(),
                                 self.argv, self.previous)

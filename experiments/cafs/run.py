@@ -3,7 +3,7 @@
 python experiments/cafs/run.py [--size full|medium|small]
 """
 
-from tumorpde.study import Variant, experiment_setup, plot_variants, ratio, run_variants, write_results
+from tumorpde.apps.study import Variant, experiment_setup, plot_variants, ratio, run_variants, write_results
 
 args, out, runs = experiment_setup(__file__, __doc__)
 res = run_variants("tme-2d", [Variant("full"), Variant("no-caf", knockout=["caf"])], runs, args.size)

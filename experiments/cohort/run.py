@@ -13,7 +13,7 @@ from mpi4py import MPI
 import numpy as np
 from scipy.stats import qmc, spearmanr
 
-from tumorpde.study import Variant, experiment_setup, run_variants
+from tumorpde.apps.study import Variant, experiment_setup, run_variants
 
 # parameter: (low, high, unit, provenance of the range)
 RANGES = {

@@ -8,7 +8,7 @@ M2-polarising microenvironment.
     python experiments/immune-polarisation/run.py [--size full|medium|small]
 """
 
-from tumorpde.study import Variant, experiment_setup, plot_variants, ratio, run_variants, write_results
+from tumorpde.apps.study import Variant, experiment_setup, plot_variants, ratio, run_variants, write_results
 
 args, out, runs = experiment_setup(__file__, __doc__)
 m1 = ["parameters.polarise_m2.value=0.0", "parameters.polarise_m1.value=2.0"]

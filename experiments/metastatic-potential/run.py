@@ -6,7 +6,7 @@ and with M2 and CAF activity.
 
 import numpy as np
 
-from tumorpde.study import Variant, experiment_setup, plot_variants, ratio, run_variants, write_results
+from tumorpde.apps.study import Variant, experiment_setup, plot_variants, ratio, run_variants, write_results
 
 args, out, runs = experiment_setup(__file__, __doc__)
 res = run_variants("tme-2d", [

@@ -4,7 +4,7 @@ CSC fraction.
     python experiments/stem-cell-niche/run.py [--size full|medium|small]
 """
 
-from tumorpde.study import Variant, experiment_setup, plot_variants, run_variants, write_results
+from tumorpde.apps.study import Variant, experiment_setup, plot_variants, run_variants, write_results
 
 args, out, runs = experiment_setup(__file__, __doc__)
 res = run_variants("tme-2d", [

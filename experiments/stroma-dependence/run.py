@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tumorpde.study import Variant, experiment_setup, plot_variants, ratio, run_variants, write_results
+from tumorpde.apps.study import Variant, experiment_setup, plot_variants, ratio, run_variants, write_results
 
 args, out, runs = experiment_setup(__file__, __doc__)
 no_angiogenesis = ["parameters.r_vessel.value=0.0", "parameters.chi_vessel.value=0.0"]

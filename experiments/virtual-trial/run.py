@@ -23,8 +23,8 @@ from mpi4py import MPI
 import numpy as np
 from scipy.stats import qmc
 
-from tumorpde.config import check, find_config, load
-from tumorpde.study import Variant, experiment_setup, read_series, run_variants
+from tumorpde.apps.study import Variant, experiment_setup, read_series, run_variants
+from tumorpde.model.config import check, find_config, load
 
 SCENARIO = "tme-metastasis"
 # resolution of each size for this scenario (two organs side by side: 7 mm x 4.5 mm, cells

@@ -420,7 +420,7 @@ def case_fisher(ctx: Ctx) -> CaseResult:
 
 def glioma_speed(workdir: Path, comm: MPI.Comm = MPI.COMM_WORLD) -> dict[str, float]:
     """Run the bundled ``fisher-kpp`` example; its final speed against 2 sqrt(D rho) and Bramson."""
-    from tumorpde.config import find_config, load
+    from tumorpde.model.config import find_config, load
     from tumorpde.simulation import run
 
     run(load(find_config("fisher-kpp"), ["output.progress=false"]), workdir, comm)

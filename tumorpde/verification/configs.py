@@ -187,7 +187,7 @@ def fisher_front(h: float, dt: float, end: float, length: float,
 def keller_segel(cells: int | None = None, end: float | None = None,
                  taxis: str = "upwind") -> dict[str, Any]:
     """The bundled Keller-Segel example (optionally on another mesh or time span)."""
-    from tumorpde.config import EXAMPLES_DIR
+    from tumorpde.model.config import EXAMPLES_DIR
 
     data = tomllib.loads((EXAMPLES_DIR / "keller-segel.toml").read_text())
     if cells is not None:

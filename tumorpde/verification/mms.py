@@ -42,9 +42,9 @@ from typing import Any
 import sympy as sp
 from sympy.printing.str import StrPrinter
 
-from tumorpde import expressions as ex
 from tumorpde.errors import ConfigError
-from tumorpde.tomlio import dumps
+from tumorpde.io.tomlio import dumps
+from tumorpde.model import expressions as ex
 
 __all__ = ["manufacture", "to_sympy", "to_text", "parse_text", "dump_toml", "gdim_of"]
 
@@ -164,7 +164,7 @@ def to_text(e: Any) -> str:
 
 # ------------------------------------------------------------------ TOML output
 def dump_toml(data: dict[str, Any], header: str = "") -> str:
-    """A config dictionary as TOML text (see :func:`tumorpde.tomlio.dumps`)."""
+    """A config dictionary as TOML text (see :func:`tumorpde.io.tomlio.dumps`)."""
     return dumps(data, header)
 
 

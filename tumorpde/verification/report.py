@@ -256,7 +256,7 @@ def _anchor(title: str) -> str:
 
 ENGINE_ISSUES = """\
 - **Two taxis terms on one species were not positivity-preserving (fixed).** The edge-upwind
-  stabilisation (`tumorpde/taxis.py`) was computed per taxis term, each term subtracting the
+  stabilisation (`tumorpde/fem/taxis.py`) was computed per taxis term, each term subtracting the
   species' *whole* physical diffusion from its own Péclet number, so with chemotaxis and
   haptotaxis together (AC98) the diffusion was counted twice and edges where each term alone
   needed no artificial diffusion, but their sum did, kept a positive off-diagonal entry. AC98

@@ -17,10 +17,10 @@ from mpi4py import MPI
 
 import numpy as np
 
-from tumorpde import expressions as ex
-from tumorpde import rundir
 from tumorpde.compat import import_dolfinx
-from tumorpde.config import load_dict
+from tumorpde.io import rundir
+from tumorpde.model import expressions as ex
+from tumorpde.model.config import load_dict
 from tumorpde.simulation import RunResult, run
 
 __all__ = ["run_config", "exact_ufl", "errors", "rates", "read_observables", "read_fields", "Study",

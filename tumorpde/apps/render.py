@@ -2,7 +2,7 @@
 
 ParaView's Python is a program of its own (``pvbatch``, with its own Python and
 MPI), so tumorpde does not import it: :func:`render` checks the request against
-``fields.xdmf``, writes a job file, runs :mod:`tumorpde.pvrender` under ``pvbatch``
+``fields.xdmf``, writes a job file, runs :mod:`tumorpde.apps.pvrender` under ``pvbatch``
 in a clean environment (no ``PYTHONPATH``/``PYTHONHOME``/virtual environment and
 no MPI launcher variables of ours) and reads back what ParaView saw and wrote.
 
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from tumorpde.errors import ConfigError, ToolError
-from tumorpde.rundir import read_info, read_xdmf
+from tumorpde.io.rundir import read_info, read_xdmf
 
 __all__ = ["FieldsInfo", "RenderResult", "read_fields_xdmf", "find_pvbatch", "clean_environment",
            "virtual_display", "render", "colormap", "PVBATCH_ENV"]

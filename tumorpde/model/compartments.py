@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from tumorpde import expressions as ex
-from tumorpde import units as un
-from tumorpde import validation as va
 from tumorpde.errors import ConfigError
-from tumorpde.model import Scalar
-from tumorpde.spec import Spec, symbol_dims
+from tumorpde.model import expressions as ex
+from tumorpde.model import units as un
+from tumorpde.model import validation as va
+from tumorpde.model.objects import Scalar
+from tumorpde.model.spec import Spec, symbol_dims
 
 __all__ = ["load_scalars", "check_scalars", "ScalarSpec", "ScalarSystem", "observable_dims",
            "global_symbols"]
@@ -44,7 +44,7 @@ _MESH_DIM = {"interval": 1, "rectangle": 2, "disk": 2, "box": 3, "sphere": 3}
 
 
 def load_scalars(data: Any) -> dict[str, Scalar]:
-    """``[scalars]`` as :class:`~tumorpde.model.Scalar` objects (strict keys and types)."""
+    """``[scalars]`` as :class:`~tumorpde.model.objects.Scalar` objects (strict keys and types)."""
     out = {}
     for name, d in va.table(data, "scalars").items():
         key = f"scalars.{name}"

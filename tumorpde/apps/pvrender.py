@@ -2,7 +2,7 @@
 
 This file is executed by ParaView's own Python (``pvbatch pvrender.py JOB.json``), not
 imported by tumorpde: it may use nothing but the standard library and
-``paraview.simple``.  :mod:`tumorpde.render` writes the job (fields, times, colour
+``paraview.simple``.  :mod:`tumorpde.apps.render` writes the job (fields, times, colour
 maps, image size, output names), runs ``pvbatch`` and reads back the one line
 ``TUMORPDE-RESULT {json}`` that this script prints: the arrays and times ParaView
 found, the colour ranges used and the files written.
@@ -11,7 +11,7 @@ The pipeline: ``Xdmf3ReaderT`` on ``fields.xdmf``; in 2D the mesh coloured by a
 field, seen from above; in 3D a slice through the centre normal to z with the
 outline of the domain; in 1D the field plotted over x.  Every field gets a fixed
 colour range over all output times (so that frames and snapshots compare) and the
-colour map chosen by :mod:`tumorpde.render`.  The same pipeline is saved as a ParaView
+colour map chosen by :mod:`tumorpde.apps.render`.  The same pipeline is saved as a ParaView
 state file (``File > Load State``).
 """
 
@@ -67,7 +67,7 @@ def _scalar_bar(pv, lut, view, title):
 
 
 def main(job_path):
-    """Render the job described in ``job_path`` (JSON written by tumorpde.render)."""
+    """Render the job described in ``job_path`` (JSON written by tumorpde.apps.render)."""
     with open(job_path) as f:
         job = json.load(f)
     from paraview import simple as pv

@@ -9,8 +9,8 @@
 [0.0, 0.25, 0.5, 0.75, 1.0]
 >>> run.field("cells", 0.5)                    # values at the nodes of run.nodes
 
-What a run directory holds (see :mod:`tumorpde.output`): ``run.json``
-(:class:`~tumorpde.runinfo.RunInfo`), ``observables.csv``, ``fields.xdmf`` +
+What a run directory holds (see :mod:`tumorpde.io.output`): ``run.json``
+(:class:`~tumorpde.io.runinfo.RunInfo`), ``observables.csv``, ``fields.xdmf`` +
 ``fields.h5`` and, while the run is unfinished, ``checkpoint.h5``.  Every file
 may be read while the run is still writing it: a row of ``observables.csv``
 being written is left out, and only the outputs that ``fields.xdmf`` names
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from tumorpde.errors import ConfigError
-from tumorpde.runinfo import RunInfo
+from tumorpde.io.runinfo import RunInfo
 
 __all__ = ["read", "Run", "Snapshot", "XdmfInfo", "read_info", "read_observables", "read_xdmf",
            "RUN_JSON", "OBSERVABLES_CSV", "FIELDS_XDMF", "FIELDS_H5"]

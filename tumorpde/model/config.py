@@ -1,7 +1,7 @@
 """Reading and checking configurations.
 
 ``load(path, overrides)`` reads TOML, applies ``--set KEY=VALUE`` overrides,
-maps the tables one-to-one onto :mod:`tumorpde.model` objects (unknown keys and
+maps the tables one-to-one onto :mod:`tumorpde.model.objects` objects (unknown keys and
 wrong types are errors) and :func:`check` then verifies names, expressions and
 units, returning a :class:`Spec` with every expression parsed.  All of this is
 deterministic and collective-free, so it fails identically on every MPI rank.
@@ -18,12 +18,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tumorpde import expressions as ex
-from tumorpde import units as un
-from tumorpde import validation as va
-from tumorpde.compartments import check_scalars, load_scalars
 from tumorpde.errors import ConfigError
-from tumorpde.model import (
+from tumorpde.model import expressions as ex
+from tumorpde.model import units as un
+from tumorpde.model import validation as va
+from tumorpde.model.compartments import check_scalars, load_scalars
+from tumorpde.model.objects import (
     Boundary,
     Config,
     Discretisation,
@@ -36,8 +36,8 @@ from tumorpde.model import (
     Time,
     Units,
 )
-from tumorpde.pharmacology import check_therapies, load_drugs, load_therapies
-from tumorpde.spec import (
+from tumorpde.model.pharmacology import check_therapies, load_drugs, load_therapies
+from tumorpde.model.spec import (
     ObservableSpec,
     Spec,
     SpeciesSpec,
@@ -52,8 +52,8 @@ __all__ = ["load", "read_data", "load_dict", "parse_set", "apply_overrides", "ch
            "to_dict", "validate", "EXAMPLES_DIR", "find_config", "merge", "resolve_extends",
            "TermSpec", "SpeciesSpec", "ObservableSpec", "symbol_dims", "term_factor", "check_units"]
 
-EXAMPLES_DIR = Path(__file__).parent / "examples"
-MODELS_DIR = Path(__file__).parent / "models"
+EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
+MODELS_DIR = Path(__file__).parent.parent / "models"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SCHEMES = ("backward-euler", "bdf2")
 SHAPES = ("interval", "rectangle", "box", "disk", "sphere", "file")
@@ -200,49 +200,15 @@ def load_dict(data: dict[str, Any]) -> Config:
     if "time" in data:
         cfg.time = _time(va.table(data["time"], "time"))
     if "output" in data:
-        o = va.fields(Output, va.table(data["output"], "output"), "output")
-        out = Output()
-        if "checkpoint_every" in o:
-            out.checkpoint_every = va.number(o["checkpoint_every"], "output.checkpoint_every",
-                                           positive=True)
-        if "fields" in o:
-            f = o["fields"]
-            if not isinstance(f, list) or not all(isinstance(x, str) for x in f):
-                raise ConfigError("output.fields", "expected an array of species names")
-            out.fields = list(f)
-        if "progress" in o:
-            out.progress = va.boolean(o["progress"], "output.progress")
-        span = cfg.time.end - cfg.time.start
-        if out.checkpoint_every is not None and span / out.checkpoint_every > 100_000:
-            raise ConfigError("output.checkpoint_every", "more than 100000 checkpoints requested")
-        cfg.output = out
+        cfg.output = _output(va.table(data["output"], "output"), cfg.time)
     if "parameters" in data:
         params = va.table(data["parameters"], "parameters")
         for k, v in params.items():
             cfg.parameters[k] = _parameter(v, f"parameters.{k}")
     if "discretisation" in data:
-        d = va.fields(Discretisation, va.table(data["discretisation"], "discretisation"),
-                    "discretisation")
-        disc = Discretisation()
-        if "degree" in d:
-            disc.degree = va.number(d["degree"], "discretisation.degree", integer=True)
-            if disc.degree not in (1, 2):
-                raise ConfigError("discretisation.degree", f"must be 1 or 2, got {disc.degree}")
-        if "taxis" in d:
-            disc.taxis = va.string(d["taxis"], "discretisation.taxis", ("upwind", "galerkin"))
-        if "lumped_mass" in d:
-            disc.lumped_mass = va.boolean(d["lumped_mass"], "discretisation.lumped_mass")
-        cfg.discretisation = disc
+        cfg.discretisation = _discretisation(va.table(data["discretisation"], "discretisation"))
     if "solver" in data:
-        s = va.table(data["solver"], "solver")
-        for k, v in s.items():
-            if not re.fullmatch(r"[A-Za-z0-9_]+", k):
-                raise ConfigError(f"solver.{k}", "PETSc option names contain letters, digits "
-                                                 "and '_' only (without the leading '-')")
-            if isinstance(v, dict | list):
-                raise ConfigError(f"solver.{k}", f"expected a number, string or boolean, got "
-                                                 f"{va.type_name(v)}")
-        cfg.solver = dict(s)
+        cfg.solver = _solver(va.table(data["solver"], "solver"))
     if "observables" in data:
         obs = va.table(data["observables"], "observables")
         cfg.observables = {k: _observable(v, f"observables.{k}") for k, v in obs.items()}
@@ -252,7 +218,7 @@ def load_dict(data: dict[str, Any]) -> Config:
             if isinstance(v, bool) or not isinstance(v, str | int | float):
                 raise ConfigError(f"definitions.{k}", "expected an expression string")
         cfg.definitions = {k: str(v) for k, v in defs.items()}
-    # scalar compartments, drugs and therapy regimens (tumorpde.compartments, .pharmacology)
+    # scalar compartments, drugs and therapy regimens (tumorpde.model.compartments, .pharmacology)
     if "scalars" in data:
         cfg.scalars = load_scalars(data["scalars"])
     if "drugs" in data or "therapy" in data:
@@ -268,6 +234,51 @@ def load_dict(data: dict[str, Any]) -> Config:
     if "description" in data:
         cfg.description = va.string(data["description"], "description")
     return cfg
+
+
+def _output(data: dict[str, Any], time: Time) -> Output:
+    o = va.fields(Output, data, "output")
+    out = Output()
+    if "checkpoint_every" in o:
+        out.checkpoint_every = va.number(o["checkpoint_every"], "output.checkpoint_every",
+                                         positive=True)
+    if "fields" in o:
+        f = o["fields"]
+        if not isinstance(f, list) or not all(isinstance(x, str) for x in f):
+            raise ConfigError("output.fields", "expected an array of species names")
+        out.fields = list(f)
+    if "progress" in o:
+        out.progress = va.boolean(o["progress"], "output.progress")
+    span = time.end - time.start
+    if out.checkpoint_every is not None and span / out.checkpoint_every > 100_000:
+        raise ConfigError("output.checkpoint_every", "more than 100000 checkpoints requested")
+    return out
+
+
+def _discretisation(data: dict[str, Any]) -> Discretisation:
+    d = va.fields(Discretisation, data, "discretisation")
+    disc = Discretisation()
+    if "degree" in d:
+        disc.degree = va.number(d["degree"], "discretisation.degree", integer=True)
+        if disc.degree not in (1, 2):
+            raise ConfigError("discretisation.degree", f"must be 1 or 2, got {disc.degree}")
+    if "taxis" in d:
+        disc.taxis = va.string(d["taxis"], "discretisation.taxis", ("upwind", "galerkin"))
+    if "lumped_mass" in d:
+        disc.lumped_mass = va.boolean(d["lumped_mass"], "discretisation.lumped_mass")
+    return disc
+
+
+def _solver(s: dict[str, Any]) -> dict[str, Any]:
+    """PETSc options of ``[solver]``: names of letters, digits and '_', scalar values."""
+    for k, v in s.items():
+        if not re.fullmatch(r"[A-Za-z0-9_]+", k):
+            raise ConfigError(f"solver.{k}", "PETSc option names contain letters, digits "
+                                             "and '_' only (without the leading '-')")
+        if isinstance(v, dict | list):
+            raise ConfigError(f"solver.{k}", f"expected a number, string or boolean, got "
+                                             f"{va.type_name(v)}")
+    return dict(s)
 
 
 def _parameter(v: Any, key: str) -> float | str | Parameter:
@@ -508,7 +519,7 @@ def validate(cfg: Config) -> Config:
     """
     if not isinstance(cfg, Config):
         raise ConfigError("", f"expected a tumorpde Config (tumorpde.load or "
-                              f"tumorpde.model.Config), got {type(cfg).__name__}")
+                              f"tumorpde.model.objects.Config), got {type(cfg).__name__}")
     return load_dict(to_dict(cfg, defaults=False))
 
 
@@ -518,6 +529,8 @@ def check(cfg: Config) -> Spec:
 
     The config is first validated as the TOML loader validates a file (:func:`validate`,
     so a config built in Python is checked alike); ``Spec.config`` is that validated copy.
+    The checks run in file order (names, units, parameters, knockouts, scalars and drugs,
+    definitions, species, observables, outputs), so the first offending key is named.
 
     Raises:
         ConfigError: naming the first offending key.
@@ -526,135 +539,155 @@ def check(cfg: Config) -> Spec:
     names = list(cfg.species)
     reserved = ex.RESERVED | set(ex.FUNCTIONS)
     for n in names:
-        if not _NAME.match(n) or n.startswith("__"):
-            raise ConfigError(f"species.{n}", "species names must be identifiers "
-                                              "(letters, digits, '_')")
+        _check_identifier(f"species.{n}", n, "species names must be identifiers "
+                                            "(letters, digits, '_')")
         if n in reserved:
             raise ConfigError(f"species.{n}", f"{n!r} is reserved in expressions")
-    have_units = cfg.units is not None
-    ureg = un.registry() if have_units else None
     L = T = None
-    if have_units:
-        assert cfg.units is not None
+    if cfg.units is not None:
         L = un.parse_unit(cfg.units.length, "units.length", "[length]")
         T = un.parse_unit(cfg.units.time, "units.time", "[time]")
-    params: dict[str, tuple[float, Any]] = {}
-    for k, v in cfg.parameters.items():
-        if not _NAME.match(k) or k.startswith("__"):
-            raise ConfigError(f"parameters.{k}", "parameter names must be identifiers")
-        if k in reserved or k in cfg.species:
-            raise ConfigError(f"parameters.{k}", f"{k!r} is reserved or a species name")
-        value = v.value if isinstance(v, Parameter) else v
-        key = f"parameters.{k}.value" if isinstance(v, Parameter) else f"parameters.{k}"
-        params[k] = un.canonical(*un.parse_quantity(value, key, have_units), L, T)
-
+    params = _check_parameters(cfg, reserved, L, T)
     for ko in cfg.knockout:
         if ko not in cfg.species:
             raise ConfigError("knockout", f"unknown species {ko!r} (species: {', '.join(names)})")
-    const_syms = set(params)
-    definitions: dict[str, TermSpec] = {}
     known = set(names) | set(params)
     for table, entries in (("scalars", cfg.scalars), ("drugs", cfg.drugs)):
         for k in entries:
-            if not _NAME.match(k) or k.startswith("__"):
-                raise ConfigError(f"{table}.{k}", "names must be identifiers")
+            _check_identifier(f"{table}.{k}", k, "names must be identifiers")
             if k in reserved or k in known:
                 raise ConfigError(f"{table}.{k}", f"{k!r} is reserved, a species, a parameter, "
                                                   "a scalar or a drug name")
             known.add(k)
-    for k in cfg.definitions:
-        dk = f"definitions.{k}"
-        if not _NAME.match(k) or k.startswith("__"):
-            raise ConfigError(dk, "definition names must be identifiers")
-        if k in reserved or k in known:
-            raise ConfigError(dk, f"{k!r} is reserved, a species or a parameter name")
-    parsed = {k: ex.parse(text, f"definitions.{k}", known | set(cfg.definitions))
-              for k, text in cfg.definitions.items()}
-    for k in _dependency_order(parsed):  # definitions may use each other in any order
-        definitions[k] = TermSpec(f"definitions.{k}", expr=parsed[k])
-    known |= set(definitions)
-    field_syms = known
+    definitions = _check_definitions(cfg, reserved, known)
+    field_syms = known | set(definitions)
+    const_syms = set(params)
     regions_used: dict[str, str] = {}
     boundaries_used: set[str] = set()
-    species: dict[str, SpeciesSpec] = {}
-    for i, (name, s) in enumerate(cfg.species.items()):
-        key = f"species.{name}"
-        if s.units is not None and not have_units:
-            raise ConfigError(f"{key}.units", "species units need a [units] table")
-        unit = un.parse_unit(s.units, f"{key}.units") if s.units is not None else \
-            (ureg.dimensionless if have_units else None)
-        diff = parse_term(s.diffusion, f"{key}.diffusion", field_syms) if s.diffuses else None
-        if diff is not None and not s.diffuses:
-            diff = None
-        if not s.diffuses and not _is_zero(s.diffusion):
-            raise ConfigError(f"{key}.diffusion", "is given but the species has diffuses = false")
-        # initial values may use parameters, coordinates and definitions (whose species
-        # terms are taken as zero there)
-        initial = parse_term(s.initial, f"{key}.initial", const_syms | set(definitions))
-        reaction = parse_term(s.reaction, f"{key}.reaction", field_syms)
-        if reaction.regions:
-            raise ConfigError(f"{key}.reaction", "expected an expression (use where() or region "
-                                                 "coefficients for region-dependent reactions)")
-        taxis = []
-        for j, t in enumerate(s.taxis):
-            tk = f"{key}.taxis[{j}]"
-            if t.toward not in cfg.species:
-                raise ConfigError(f"{tk}.toward", f"unknown species {t.toward!r}")
-            if t.toward == name:
-                raise ConfigError(f"{tk}.toward", "a species cannot be its own taxis signal")
-            taxis.append((t.toward, parse_term(t.sensitivity, f"{tk}.sensitivity", field_syms)))
-        bcs: dict[str, dict[str, TermSpec]] = {}
-        for bname, bc in s.boundary.items():
-            bk = f"{key}.boundary.{bname}"
-            boundaries_used.add(bname)
-            bcs[bname] = {k: parse_term(getattr(bc, k), f"{bk}.{k}",
-                                   const_syms if k == "value" and bc.transfer is None else field_syms)
-                          for k in ("value", "flux", "transfer") if getattr(bc, k) is not None}
-        for term in [diff, initial]:
-            if term is not None and term.regions:
-                for r in set(term.regions) - {"default"}:
-                    regions_used.setdefault(r, f"{term.key}.{r}")
-        if name in cfg.knockout:  # held at zero: no initial value, sources or boundary input
-            initial = TermSpec(f"{key}.initial", expr=ex.Num(0.0))
-            reaction = TermSpec(f"{key}.reaction", expr=ex.Num(0.0))
-            taxis, bcs = [], {}
-        species[name] = SpeciesSpec(name, i, diff, reaction, initial, taxis, bcs, unit)
-        if isinstance(s.diffusion, int | float) and s.diffusion < 0:
-            raise ConfigError(f"{key}.diffusion", f"must not be negative, got {s.diffusion}")
-        if isinstance(s.diffusion, dict):
-            for r, v in s.diffusion.items():
-                if isinstance(v, int | float) and v < 0:
-                    raise ConfigError(f"{key}.diffusion.{r}", f"must not be negative, got {v}")
-    observables = {}
+    species = {name: _species_spec(cfg, i, name, s, field_syms, const_syms, set(definitions),
+                                   regions_used, boundaries_used)
+               for i, (name, s) in enumerate(cfg.species.items())}
     global_syms = set(params) | set(cfg.scalars) | set(cfg.drugs)
-    for oname, ob in cfg.observables.items():
-        ok = f"observables.{oname}"
-        if not _NAME.match(oname):
-            raise ConfigError(ok, "observable names must be identifiers")
-        if oname == "t" or (oname.startswith("total_") and oname[6:] in cfg.species) or \
-                oname in cfg.scalars:
-            raise ConfigError(ok, "clashes with a built-in column or a scalar")
-        kind = "integral" if ob.integral is not None else \
-            "maximum" if ob.maximum is not None else \
-            "minimum" if ob.minimum is not None else "value"
-        expr = parse_term(getattr(ob, kind), f"{ok}.{kind}" if not isinstance(
-            cfg.observables[oname], str) else ok,
-            global_syms if kind == "value" else field_syms)
-        if kind == "value" and ex.symbols_of(expr.expr) & set(ex.COORDINATES):
-            raise ConfigError(f"{ok}.value", "a value observable is an expression of scalars, "
-                                             "drugs, parameters and t (no coordinates)")
-        per = parse_term(ob.per, f"{ok}.per", field_syms) if ob.per is not None else None
-        observables[oname] = ObservableSpec(kind, expr, per, ob.cumulative)
-    if cfg.output.fields is not None:
-        for f in cfg.output.fields:
-            if f not in cfg.species:
-                raise ConfigError("output.fields", f"unknown species {f!r}")
+    observables = {oname: _observable_spec(cfg, oname, ob, global_syms, field_syms)
+                   for oname, ob in cfg.observables.items()}
+    for f in cfg.output.fields or ():
+        if f not in cfg.species:
+            raise ConfigError("output.fields", f"unknown species {f!r}")
     spec = Spec(cfg, names, species, params, L, T, observables, regions_used, boundaries_used,
                 definitions, held=tuple(species[k].index for k in dict.fromkeys(cfg.knockout)))
     spec.scalars = check_scalars(spec)
     spec.plan = check_therapies(spec, field_syms)
     check_units(spec)
     return spec
+
+
+def _check_identifier(key: str, name: str, message: str) -> None:
+    """A name of the config must be an identifier that does not start with ``__``."""
+    if not _NAME.match(name) or name.startswith("__"):
+        raise ConfigError(key, message)
+
+
+def _check_parameters(cfg: Config, reserved: set[str], L: Any, T: Any) -> dict[str, tuple[float, Any]]:
+    """Parameter name -> (value in the model's units, unit): names checked, quantities parsed."""
+    have_units = cfg.units is not None
+    params: dict[str, tuple[float, Any]] = {}
+    for k, v in cfg.parameters.items():
+        _check_identifier(f"parameters.{k}", k, "parameter names must be identifiers")
+        if k in reserved or k in cfg.species:
+            raise ConfigError(f"parameters.{k}", f"{k!r} is reserved or a species name")
+        value = v.value if isinstance(v, Parameter) else v
+        key = f"parameters.{k}.value" if isinstance(v, Parameter) else f"parameters.{k}"
+        params[k] = un.canonical(*un.parse_quantity(value, key, have_units), L, T)
+    return params
+
+
+def _check_definitions(cfg: Config, reserved: set[str], known: set[str]) -> dict[str, TermSpec]:
+    """The definitions, parsed and ordered so that each follows those it uses."""
+    for k in cfg.definitions:
+        dk = f"definitions.{k}"
+        _check_identifier(dk, k, "definition names must be identifiers")
+        if k in reserved or k in known:
+            raise ConfigError(dk, f"{k!r} is reserved, a species or a parameter name")
+    parsed = {k: ex.parse(text, f"definitions.{k}", known | set(cfg.definitions))
+              for k, text in cfg.definitions.items()}
+    return {k: TermSpec(f"definitions.{k}", expr=parsed[k]) for k in _dependency_order(parsed)}
+
+
+def _species_spec(cfg: Config, index: int, name: str, s: Species, field_syms: set[str],
+                  const_syms: set[str], definitions: set[str], regions_used: dict[str, str],
+                  boundaries_used: set[str]) -> SpeciesSpec:
+    """The checked terms of one species; records the regions and boundaries it names.
+
+    ``const_syms`` are the parameters.  Initial values may use them, coordinates and
+    definitions (whose species terms are taken as zero there); a Dirichlet value without a
+    transfer sees the parameters and coordinates only.  A knocked-out species is held at
+    zero (no initial value, sources or boundary input).
+    """
+    key = f"species.{name}"
+    have_units = cfg.units is not None
+    if s.units is not None and not have_units:
+        raise ConfigError(f"{key}.units", "species units need a [units] table")
+    unit = un.parse_unit(s.units, f"{key}.units") if s.units is not None else \
+        (un.registry().dimensionless if have_units else None)
+    diff = parse_term(s.diffusion, f"{key}.diffusion", field_syms) if s.diffuses else None
+    if not s.diffuses and not _is_zero(s.diffusion):
+        raise ConfigError(f"{key}.diffusion", "is given but the species has diffuses = false")
+    initial = parse_term(s.initial, f"{key}.initial", const_syms | definitions)
+    reaction = parse_term(s.reaction, f"{key}.reaction", field_syms)
+    if reaction.regions:
+        raise ConfigError(f"{key}.reaction", "expected an expression (use where() or region "
+                                             "coefficients for region-dependent reactions)")
+    taxis = []
+    for j, t in enumerate(s.taxis):
+        tk = f"{key}.taxis[{j}]"
+        if t.toward not in cfg.species:
+            raise ConfigError(f"{tk}.toward", f"unknown species {t.toward!r}")
+        if t.toward == name:
+            raise ConfigError(f"{tk}.toward", "a species cannot be its own taxis signal")
+        taxis.append((t.toward, parse_term(t.sensitivity, f"{tk}.sensitivity", field_syms)))
+    bcs: dict[str, dict[str, TermSpec]] = {}
+    for bname, bc in s.boundary.items():
+        bk = f"{key}.boundary.{bname}"
+        boundaries_used.add(bname)
+        bcs[bname] = {k: parse_term(getattr(bc, k), f"{bk}.{k}",
+                                    const_syms if k == "value" and bc.transfer is None else field_syms)
+                      for k in ("value", "flux", "transfer") if getattr(bc, k) is not None}
+    for term in [diff, initial]:
+        if term is not None and term.regions:
+            for r in set(term.regions) - {"default"}:
+                regions_used.setdefault(r, f"{term.key}.{r}")
+    if name in cfg.knockout:
+        initial = TermSpec(f"{key}.initial", expr=ex.Num(0.0))
+        reaction = TermSpec(f"{key}.reaction", expr=ex.Num(0.0))
+        taxis, bcs = [], {}
+    if isinstance(s.diffusion, int | float) and s.diffusion < 0:
+        raise ConfigError(f"{key}.diffusion", f"must not be negative, got {s.diffusion}")
+    if isinstance(s.diffusion, dict):
+        for r, v in s.diffusion.items():
+            if isinstance(v, int | float) and v < 0:
+                raise ConfigError(f"{key}.diffusion.{r}", f"must not be negative, got {v}")
+    return SpeciesSpec(name, index, diff, reaction, initial, taxis, bcs, unit)
+
+
+def _observable_spec(cfg: Config, oname: str, ob: Observable, global_syms: set[str],
+                     field_syms: set[str]) -> ObservableSpec:
+    """The checked expression of one observable (value observables see no fields)."""
+    ok = f"observables.{oname}"
+    if not _NAME.match(oname):
+        raise ConfigError(ok, "observable names must be identifiers")
+    if oname == "t" or (oname.startswith("total_") and oname[6:] in cfg.species) or \
+            oname in cfg.scalars:
+        raise ConfigError(ok, "clashes with a built-in column or a scalar")
+    kind = "integral" if ob.integral is not None else \
+        "maximum" if ob.maximum is not None else \
+        "minimum" if ob.minimum is not None else "value"
+    expr = parse_term(getattr(ob, kind), f"{ok}.{kind}" if not isinstance(ob, str) else ok,
+                      global_syms if kind == "value" else field_syms)
+    if kind == "value" and ex.symbols_of(expr.expr) & set(ex.COORDINATES):
+        raise ConfigError(f"{ok}.value", "a value observable is an expression of scalars, "
+                                         "drugs, parameters and t (no coordinates)")
+    per = parse_term(ob.per, f"{ok}.per", field_syms) if ob.per is not None else None
+    return ObservableSpec(kind, expr, per, ob.cumulative)
 
 
 def _dependency_order(parsed: dict[str, ex.Expr]) -> list[str]:

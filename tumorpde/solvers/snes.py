@@ -1,26 +1,54 @@
 """PETSc nonlinear solver for one time step.
 
-One SNES with the fixed option prefix ``tumorpde_``; the ``[solver]`` table is
-passed through as PETSc options under that prefix (``ksp_type = "gmres"``
-becomes ``-tumorpde_ksp_type gmres``).  Defaults (:mod:`tumorpde.solver_options`):
+One SNES per solver; the ``[solver]`` table is passed through as PETSc options
+(``ksp_type = "gmres"`` is ``ksp_type gmres``).  Defaults (:mod:`tumorpde.solvers.options`):
 Newton with a full step, direct LU (MUMPS) in 1D/2D and GMRES with
 block-Jacobi/ILU(0) in 3D, so 3D problems never fall back to a direct
-factorisation unless asked to.  The options this solver set are removed again
-when it is destroyed, so they cannot leak into another solver in the same process.
+factorisation unless asked to.
+
+Options given to PETSc itself (``PETSC_OPTIONS``, the command line) use the prefix
+``tumorpde_`` (``-tumorpde_snes_monitor``) and reach every solver; the solver's own
+defaults and ``[solver]`` table take precedence over them.  Each live solver has a
+prefix of its own, ``tumorpde_<slot>_`` (the smallest slot not held by another live
+solver of the process), under which it writes all its options, and removes them when it
+is destroyed: two problems alive in one process never see each other's options.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from petsc4py import PETSc
 
-from tumorpde import splitting
 from tumorpde.errors import ConfigError
-from tumorpde.solver_options import PREFIX, STRATEGIES, monolithic_options, split_options
+from tumorpde.solvers import splitting
+from tumorpde.solvers.options import PREFIX, STRATEGIES, monolithic_options, split_options
 
 __all__ = ["StepSolver", "StepResult", "PREFIX"]
+
+#: slots of the live solvers of this process (their prefixes are ``tumorpde_<slot>_``)
+_LIVE: set[int] = set()
+_SLOT = re.compile(r"\d+_")
+
+
+def _take_slot() -> int:
+    slot = 0
+    while slot in _LIVE:
+        slot += 1
+    _LIVE.add(slot)
+    return slot
+
+
+def _global_options() -> dict[str, Any]:
+    """The ``tumorpde_`` options of the PETSc database that no live solver wrote."""
+    db = PETSc.Options()
+    found = {k[len(PREFIX):]: v for k, v in db.getAll().items()
+             if k.startswith(PREFIX) and not _SLOT.match(k[len(PREFIX):])}
+    for k in found:  # a query marks them used (PETSc warns at exit about unused options)
+        db.hasName(f"{PREFIX}{k}")
+    return found
 
 
 def _describe(exc: Exception) -> str:
@@ -63,7 +91,7 @@ class StepResult:
 
 
 class StepSolver:
-    """SNES bound to a :class:`~tumorpde.discretisation.Discretisation`.
+    """SNES bound to a :class:`~tumorpde.fem.discretisation.Discretisation`.
 
     Args:
         disc: The discretisation whose residual and Jacobian are solved.
@@ -89,13 +117,16 @@ class StepSolver:
         if self.split and "pc_type" not in user_options:
             extra = self.split.preconditioner_options(self.dt)
         self.options = {**base(disc.domain.gdim), **extra, **user_options}
+        self.slot = _take_slot()
+        self.prefix = f"{PREFIX}{self.slot}_"
+        self._written = {**_global_options(), **{k: _fmt(v) for k, v in self.options.items()}}
         opts = PETSc.Options()
-        for k, v in self.options.items():
-            opts[f"{PREFIX}{k}"] = _fmt(v)
+        for k, v in self._written.items():
+            opts[f"{self.prefix}{k}"] = v
         self.b = disc.u.x.petsc_vec.duplicate()
         self.A = self.split.create_matrix() if self.split else disc.create_matrix()
         self.snes = PETSc.SNES().create(comm)
-        self.snes.setOptionsPrefix(PREFIX)
+        self.snes.setOptionsPrefix(self.prefix)
         self.snes.setFunction(disc.residual, self.b)
         self.snes.setJacobian(self.split.jacobian if self.split else disc.jacobian, self.A, self.A)
         self.x = disc.u.x.petsc_vec.duplicate()
@@ -137,10 +168,13 @@ class StepSolver:
         return StepResult(ok, int(reason), int(its), int(lits))
 
     def destroy(self) -> None:
-        """Free PETSc objects and remove this solver's options."""
+        """Free PETSc objects, remove this solver's options and free its prefix."""
+        if self.slot not in _LIVE:
+            return
         opts = PETSc.Options()
-        for k in self.options:
-            opts.delValue(f"{PREFIX}{k}")
+        for k in self._written:
+            opts.delValue(f"{self.prefix}{k}")
+        _LIVE.discard(self.slot)
         self.snes.destroy()
         self.A.destroy()
         self.b.destroy()

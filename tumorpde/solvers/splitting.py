@@ -10,14 +10,14 @@ Newton tolerances) with the same (exact) Jacobian, stored with only the coupling
 * nodal blocks: ``c0 m_i I - m_i df/du(u_i)``, an ``n x n`` block per vertex holding the
   entries that do not vanish symbolically, from ``n`` vector assemblies of the residual's
   nodal terms (labelled ``mass`` and ``reaction``, integrated at the vertices:
-  :attr:`tumorpde.discretisation.Discretisation.nodal_terms`) differentiated in the
+  :attr:`tumorpde.fem.discretisation.Discretisation.nodal_terms`) differentiated in the
   direction of each species (local kinetics, exact also with region-wise coefficients);
 * transport: one scalar P1 matrix for every pair of species (k, m) whose other terms
   (``diffusion``, Galerkin ``taxis``, ``boundary``) couple them (diffusion and boundary
   terms: k = m; a diffusivity of k depending on m, Galerkin taxis: k != m), found
   symbolically and assembled from the residual's own integrals; a block that depends
   neither on the state nor on time (constant coefficients) is assembled once per run;
-* edge taxis: the entries of :meth:`tumorpde.taxis.EdgeTaxis.coo_pattern` (each entry
+* edge taxis: the entries of :meth:`tumorpde.fem.taxis.EdgeTaxis.coo_pattern` (each entry
   once, the pieces that land on it summed per edge and per node).
 
 The sparsity is fixed: the values of every evaluation go into one layout (transport blocks,
@@ -29,7 +29,7 @@ The default linear solver is GMRES preconditioned by a multiplicative composite
 of point-block Jacobi (the local kinetics with the transport diagonal, solved at every
 vertex) and an additive field split with one solve per species, AMG where the species'
 transport is stiff at the time step and ILU(0) elsewhere
-(:func:`tumorpde.solver_options.split_options`, :meth:`SplitJacobian.preconditioner_options`).
+(:func:`tumorpde.solvers.options.split_options`, :meth:`SplitJacobian.preconditioner_options`).
 Only P1 with lumped mass qualifies (otherwise reactions are not nodal); ``strategy = "auto"``
 picks this strategy then, for models of several species (one species has no coupling blocks
 to leave out).
@@ -46,7 +46,7 @@ from petsc4py import PETSc
 import numpy as np
 
 from tumorpde.compat import import_dolfinx
-from tumorpde.discretisation import TERMS
+from tumorpde.fem.discretisation import TERMS
 
 __all__ = ["SplitJacobian", "applicable", "for_discretisation"]
 
@@ -86,7 +86,7 @@ def _simplify(form: Any) -> Any:
 
 
 class SplitJacobian:
-    """Sparse Jacobian of a :class:`~tumorpde.discretisation.Discretisation` (P1, lumped mass)."""
+    """Sparse Jacobian of a :class:`~tumorpde.fem.discretisation.Discretisation` (P1, lumped mass)."""
 
     def __init__(self, disc: Any) -> None:
         """Build the forms and the fixed COO pattern (collective)."""
@@ -95,17 +95,7 @@ class SplitJacobian:
         self.n = n
         V, V0 = disc.V, disc.V0
         comm = disc.comm
-        imap = V.dofmap.index_map
-        self.nown = imap.size_local
-        self.nloc = imap.size_local + imap.num_ghosts
-        gnodes = np.asarray(imap.local_to_global(np.arange(self.nloc, dtype=np.int32)),
-                            dtype=np.int64)
-        gnodes0 = np.asarray(V0.dofmap.index_map.local_to_global(
-            np.arange(self.nloc, dtype=np.int32)), dtype=np.int64)
-        if not np.array_equal(gnodes, gnodes0):  # pragma: no cover - DOLFINx layout guard
-            raise RuntimeError("the component space and the blocked space number nodes differently")
-        self.gnodes = gnodes
-        self._row_start = imap.local_range[0]
+        imap = self._number_nodes(V, V0)
         u = disc.u
         v = ufl.TestFunction(V)
         w, v0 = ufl.TrialFunction(V0), ufl.TestFunction(V0)
@@ -117,13 +107,44 @@ class SplitJacobian:
         nodal = disc.nodal_terms
         vertex = ufl.Form(disc.term_integrals(nodal))
         other = disc.term_integrals(tuple(t for t in TERMS if t not in nodal))
-        # nodal blocks: column m of every vertex block is the vertex part differentiated along e_m
         one = fem.Constant(disc.domain.mesh, PETSc.ScalarType(1.0))
+        self._nodal_blocks(vertex, v, v0, u, unit, one)
+        self._pointwise = self._pointwise_kinetics(vertex, v, unit, one)
+        self._transport_blocks(other, v, v0, w, u, unit)
+        self.comm: MPI.Comm = comm
+        self.bc = disc.bc_global
+        rstart, rend = imap.local_range[0] * n, imap.local_range[1] * n
+        # Dirichlet dofs owned here: unit diagonal
+        self.bc_owned = (self.bc[(self.bc >= rstart) & (self.bc < rend)] if len(self.bc)
+                         else np.zeros(0, np.int64))
+        self._rates: np.ndarray | None = None
+        self.transport_rates()  # at the initial state, before constant blocks drop their matrices
+        self._coo_layout()
+        self._store_constant_blocks()
+
+    def _number_nodes(self, V: Any, V0: Any) -> Any:
+        """Owned/ghosted sizes and global numbers of the nodes; the index map of ``V``."""
+        imap = V.dofmap.index_map
+        self.nown = imap.size_local
+        self.nloc = imap.size_local + imap.num_ghosts
+        gnodes = np.asarray(imap.local_to_global(np.arange(self.nloc, dtype=np.int32)),
+                            dtype=np.int64)
+        gnodes0 = np.asarray(V0.dofmap.index_map.local_to_global(
+            np.arange(self.nloc, dtype=np.int32)), dtype=np.int64)
+        if not np.array_equal(gnodes, gnodes0):  # pragma: no cover - DOLFINx layout guard
+            raise RuntimeError("the component space and the blocked space number nodes differently")
+        self.gnodes = gnodes
+        self._row_start = imap.local_range[0]
+        return imap
+
+    def _nodal_blocks(self, vertex: Any, v: Any, v0: Any, u: Any, unit: Any, one: Any) -> None:
+        """Forms of the vertex blocks and which of their entries can be non-zero."""
+        n = self.n
         self.nodal_forms = []
         for m in range(n):
             form = _simplify(ufl.derivative(vertex, u, unit(m, one)))
             self.nodal_forms.append(fem.form(form) if form.integrals() else None)
-        self.nodal_vec = fem.Function(V)
+        self.nodal_vec = fem.Function(self.disc.V)
         # which entries of the vertex blocks can be non-zero (the diagonal always: the mass)
         nz = np.eye(n, dtype=bool)
         for k in range(n):
@@ -135,8 +156,10 @@ class SplitJacobian:
                     nz[k, m] = True
         self.nodal_pattern = nz
         self._nodal_flat = np.flatnonzero(nz.ravel())
-        self._pointwise = self._pointwise_kinetics(vertex, v, unit, one)
-        # transport blocks (k, m) from the cell and facet integrals
+
+    def _transport_blocks(self, other: Any, v: Any, v0: Any, w: Any, u: Any, unit: Any) -> None:
+        """Assembled transport blocks (k, m) from the cell and facet integrals."""
+        n, disc = self.n, self.disc
         self.blocks: list[tuple[int, int, Any, bool, PETSc.Mat]] = []
         state_coeffs = {u, disc.u_n, disc.u_nm1}
         if other:
@@ -156,14 +179,9 @@ class SplitJacobian:
                     A = fpetsc.assemble_matrix(form)
                     A.assemble()
                     self.blocks.append((k, m, form, varies, A))
-        self.comm: MPI.Comm = comm
-        self.bc = disc.bc_global
-        rstart, rend = imap.local_range[0] * n, imap.local_range[1] * n
-        # Dirichlet dofs owned here: unit diagonal
-        self.bc_owned = (self.bc[(self.bc >= rstart) & (self.bc < rend)] if len(self.bc)
-                         else np.zeros(0, np.int64))
-        self._rates: np.ndarray | None = None
-        self.transport_rates()  # at the initial state, before constant blocks drop their matrices
+
+    def _coo_layout(self) -> None:
+        """The sparsity parts, the Dirichlet filter and the offsets of the COO layout."""
         # The COO layout: one part per transport block, the vertex blocks, one part per
         # edge-taxis species, the Dirichlet diagonal.  The values array is kept and filled
         # in place; the indices are only built when a matrix is created (create_matrix).
@@ -197,7 +215,7 @@ class SplitJacobian:
         # them at the positions ``_pos`` of the COO entries, and the constant blocks keep
         # their values in ``_constant`` (PETSc's COO maps and a COO values array cost
         # 16-24 bytes per entry; this costs 4).
-        self.serial = comm.size == 1
+        self.serial = self.comm.size == 1
         self._csr: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._csr_handle = 0
         self._pos: np.ndarray | None = None
@@ -205,7 +223,9 @@ class SplitJacobian:
         self._values = np.zeros(0 if self.serial else self.ncoo)
         if not self.serial:
             self._values[self._offsets[-2]:] = 1.0
-        # constant transport blocks: their values are kept, the matrices go
+
+    def _store_constant_blocks(self) -> None:
+        """Keep the values of the constant transport blocks; destroy their matrices."""
         for idx, (k, m, form, varies, A) in enumerate(self.blocks):
             if not varies:
                 data = np.asarray(A.getValuesCSR()[2])

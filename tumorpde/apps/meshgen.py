@@ -34,7 +34,7 @@ __all__ = ["MESHES_DIR", "MeshSummary", "bundled", "geo_parameters", "generate",
 
 
 def _meshes_dir() -> Path:
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parents[1]  # the package folder
     for cand in (here / "meshes", here.parent / "meshes"):  # installed wheel, source checkout
         if cand.is_dir() and any(cand.glob("*.geo")):
             return cand

@@ -1,8 +1,8 @@
 """A checked model: parsed terms, parameter values and units (no DOLFINx).
 
-:func:`tumorpde.config.check` turns a :class:`~tumorpde.model.Config` into a
-:class:`Spec`; the discretisation (:mod:`tumorpde.discretisation`) and the global
-quantities (:mod:`tumorpde.compartments`, :mod:`tumorpde.pharmacology`) read their
+:func:`tumorpde.model.config.check` turns a :class:`~tumorpde.model.objects.Config` into a
+:class:`Spec`; the discretisation (:mod:`tumorpde.fem.discretisation`) and the global
+quantities (:mod:`tumorpde.model.compartments`, :mod:`tumorpde.model.pharmacology`) read their
 terms from it.  :func:`symbol_dims` and :func:`term_factor` check the units of
 expressions against the spec's symbols.
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tumorpde import expressions as ex
-from tumorpde import units as un
 from tumorpde.errors import ConfigError
-from tumorpde.model import Config
+from tumorpde.model import expressions as ex
+from tumorpde.model import units as un
+from tumorpde.model.objects import Config
 
 __all__ = ["TermSpec", "SpeciesSpec", "ObservableSpec", "Spec", "parse_term", "symbol_dims",
            "term_factor", "check_units"]
@@ -74,9 +74,9 @@ class Spec:
     boundaries_used: set[str]
     definitions: dict[str, TermSpec] = field(default_factory=dict)
     dims: dict[str, ex.Dim] | None = field(default=None, repr=False)
-    #: scalar compartments (tumorpde.compartments.ScalarSpec), in declaration order
+    #: scalar compartments (tumorpde.model.compartments.ScalarSpec), in declaration order
     scalars: dict[str, Any] = field(default_factory=dict)
-    #: doses of every drug (tumorpde.pharmacology.TherapyPlan)
+    #: doses of every drug (tumorpde.model.pharmacology.TherapyPlan)
     plan: Any = None
     #: indices of the species held at zero (``knockout``), in the order listed there
     held: tuple[int, ...] = ()

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tumorpde.config import check
-from tumorpde.model import Config, Drug, Parameter
+from tumorpde.model.config import check
+from tumorpde.model.objects import Config, Drug, Parameter
 
 __all__ = ["model_markdown"]
 

@@ -1,7 +1,7 @@
 """The model as plain typed objects (no DOLFINx).
 
 Each class maps one-to-one onto a TOML table of the same shape: the TOML keys
-are the field names.  :func:`tumorpde.config.load` builds a :class:`Config`
+are the field names.  :func:`tumorpde.model.config.load` builds a :class:`Config`
 from a file; the objects can equally be built in Python and passed to
 :func:`tumorpde.simulation.run`.
 

@@ -15,9 +15,9 @@
   appended by a single ``write`` (never half a row).
 * ``run.json``: resolved config, versions, ranks, wall times, counters and
   ``status`` (``running`` -> ``completed`` / ``failed`` / ``interrupted``),
-  replaced atomically on rank 0; its schema is :class:`tumorpde.runinfo.RunInfo`.
+  replaced atomically on rank 0; its schema is :class:`tumorpde.io.runinfo.RunInfo`.
 
-:mod:`tumorpde.rundir` reads all of them back.
+:mod:`tumorpde.io.rundir` reads all of them back.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import numpy as np
 
 from tumorpde.compat import geometry_dofmap
 from tumorpde.errors import ConfigError
-from tumorpde.runinfo import RunInfo
+from tumorpde.io.runinfo import RunInfo
 
 __all__ = ["FieldWriter", "ObservableWriter", "RunRecord", "NodeOrder", "RunLock",
            "write_json_atomic", "time_key"]
@@ -377,7 +377,7 @@ class RunRecord:
     """The contents of ``run.json``, rewritten atomically on rank 0 as the run progresses.
 
     ``data`` is the record as a plain dict (the run updates it as it goes); every
-    :meth:`save` writes it through :class:`tumorpde.runinfo.RunInfo`, so what is
+    :meth:`save` writes it through :class:`tumorpde.io.runinfo.RunInfo`, so what is
     written always follows the schema (a key of the wrong type is an error).
 
     With ``previous`` (the record of an interrupted run being resumed), its
@@ -420,7 +420,7 @@ class RunRecord:
 
     @property
     def info(self) -> RunInfo:
-        """The record as a :class:`~tumorpde.runinfo.RunInfo` (a copy)."""
+        """The record as a :class:`~tumorpde.io.runinfo.RunInfo` (a copy)."""
         return RunInfo.from_json(self.data)
 
     def save(self) -> None:

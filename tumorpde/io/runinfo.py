@@ -1,8 +1,8 @@
 """The schema of ``run.json``: :class:`RunInfo` and its sub-records.
 
-``run.json`` is written by :class:`tumorpde.output.RunRecord` (through
+``run.json`` is written by :class:`tumorpde.io.output.RunRecord` (through
 :meth:`RunInfo.from_json` / :meth:`RunInfo.to_json`, so every write is checked
-against this schema) and read by :func:`tumorpde.rundir.read`, the tools
+against this schema) and read by :func:`tumorpde.io.rundir.read`, the tools
 (``plot``, ``report``, ``render``, ``sweep``) and ``tumorpde resume``.
 
 Reading is tolerant of missing keys (run directories written by older versions,
@@ -266,7 +266,7 @@ class RunInfo(_Record):
         return copy.deepcopy(self._to())
 
     def dumps(self) -> str:
-        """The text of ``run.json``, exactly as :class:`tumorpde.output.RunRecord` writes it."""
+        """The text of ``run.json``, exactly as :class:`tumorpde.io.output.RunRecord` writes it."""
         return json.dumps(self.to_json(), indent=2, default=str) + "\n"
 
     @classmethod

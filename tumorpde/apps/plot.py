@@ -1,7 +1,7 @@
 """Figures of a run's observables over time (``tumorpde plot``).
 
 Reads ``observables.csv`` and ``run.json`` of an output directory with
-:mod:`tumorpde.rundir` (also while the run is still going) and draws, with matplotlib:
+:mod:`tumorpde.io.rundir` (also while the run is still going) and draws, with matplotlib:
 
 * ``species.png``: the integral of every species over the domain (``total_<name>``),
   one panel each;
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tumorpde.errors import ConfigError
-from tumorpde.rundir import read_info, read_observables
+from tumorpde.io.rundir import read_info, read_observables
 
 __all__ = ["plot", "FORMATS"]
 

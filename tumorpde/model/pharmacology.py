@@ -30,7 +30,7 @@ no step straddles a dose.
 
 ``fraction`` drugs (radiotherapy) have no plasma level: at each dose time the
 surviving fraction of each species listed in ``survival`` multiplies that species
-(:mod:`tumorpde.coupling`).
+(:mod:`tumorpde.time.coupling`).
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ from typing import Any
 
 import numpy as np
 
-from tumorpde import units as un
-from tumorpde import validation as va
 from tumorpde.errors import ConfigError
-from tumorpde.model import Drug, Therapy
-from tumorpde.spec import Spec, parse_term, term_factor
+from tumorpde.model import units as un
+from tumorpde.model import validation as va
+from tumorpde.model.objects import Drug, Therapy
+from tumorpde.model.spec import Spec, parse_term, term_factor
 
 __all__ = ["KINDS", "load_drugs", "load_therapies", "check_therapies", "DrugPlan", "TherapyPlan",
            "MAX_DOSES"]
@@ -56,7 +56,7 @@ MAX_DOSES = 100_000
 
 # ----------------------------------------------------------------------- TOML -> objects
 def load_drugs(data: Any) -> dict[str, Drug]:
-    """``[drugs]`` as :class:`~tumorpde.model.Drug` objects (strict keys and types)."""
+    """``[drugs]`` as :class:`~tumorpde.model.objects.Drug` objects (strict keys and types)."""
     out = {}
     for name, d in va.table(data, "drugs").items():
         key = f"drugs.{name}"
@@ -85,7 +85,7 @@ def load_drugs(data: Any) -> dict[str, Drug]:
 
 
 def load_therapies(data: Any) -> list[Therapy]:
-    """``[[therapy]]`` as :class:`~tumorpde.model.Therapy` objects (strict keys and types)."""
+    """``[[therapy]]`` as :class:`~tumorpde.model.objects.Therapy` objects (strict keys and types)."""
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
@@ -144,7 +144,7 @@ class DrugPlan:
         times: Dose times, sorted.
         amounts: Dose amounts, in the order of ``times``.
         survival: ``fraction`` drugs: species -> parsed surviving fraction
-            (:class:`tumorpde.spec.TermSpec`).
+            (:class:`tumorpde.model.spec.TermSpec`).
     """
 
     name: str
@@ -230,7 +230,7 @@ def check_therapies(spec: Spec, field_syms: set[str]) -> TherapyPlan:
     """Check ``[drugs]`` and ``[[therapy]]`` of a config and build its :class:`TherapyPlan`.
 
     Args:
-        spec: The :class:`~tumorpde.spec.Spec` being checked.
+        spec: The :class:`~tumorpde.model.spec.Spec` being checked.
         field_syms: Symbols allowed in field expressions (survival fractions).
 
     Raises:

@@ -49,10 +49,10 @@ from mpi4py import MPI
 
 import numpy as np
 
-from tumorpde.config import check, find_config, load, parse_set, read_data
 from tumorpde.errors import ConfigError
-from tumorpde.rundir import read_info
-from tumorpde.runinfo import RunInfo
+from tumorpde.io.rundir import read_info
+from tumorpde.io.runinfo import RunInfo
+from tumorpde.model.config import check, find_config, load, parse_set, read_data
 
 __all__ = ["Vary", "Member", "SweepResult", "METHODS", "parse_vary", "design", "sweep",
            "sensitivity"]

@@ -26,10 +26,10 @@ from mpi4py import MPI
 
 import numpy as np
 
-from tumorpde import expressions as ex
 from tumorpde.compat import gmsh_io, import_dolfinx, mesh_data_fields
 from tumorpde.errors import ConfigError
-from tumorpde.model import Mesh as MeshConfig
+from tumorpde.model import expressions as ex
+from tumorpde.model.objects import Mesh as MeshConfig
 
 __all__ = ["Domain", "build_domain", "domain_from_mesh"]
 

@@ -24,8 +24,8 @@ from typing import Any
 
 from mpi4py import MPI
 
-from tumorpde.config import apply_overrides, find_config, load_dict, parse_set, read_data
-from tumorpde.rundir import read_observables
+from tumorpde.io.rundir import read_observables
+from tumorpde.model.config import apply_overrides, find_config, load_dict, parse_set, read_data
 
 __all__ = ["Variant", "SIZES", "CELL_FACTOR", "run_variants", "plot_variants", "experiment_setup",
            "read_series"]

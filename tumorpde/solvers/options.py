@@ -1,10 +1,10 @@
 """Default PETSc options of the nonlinear solver (no PETSc, no DOLFINx).
 
-The solver (:mod:`tumorpde.solver`) passes these, then the ``[solver]`` table, as
+The solver (:mod:`tumorpde.solvers.snes`) passes these, then the ``[solver]`` table, as
 PETSc options under :data:`PREFIX`; each strategy has its defaults:
 :func:`monolithic_options` (Newton with LU in 1D/2D, GMRES with block-Jacobi/ILU(0)
 in 3D) and :func:`split_options` (GMRES, preconditioned as
-:meth:`tumorpde.splitting.SplitJacobian.preconditioner_options` chooses).
+:meth:`tumorpde.solvers.splitting.SplitJacobian.preconditioner_options` chooses).
 """
 
 from __future__ import annotations

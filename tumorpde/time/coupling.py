@@ -1,8 +1,8 @@
 """Global quantities of a run: drug levels, scalar compartments and radiotherapy fractions.
 
-:class:`Couplings` joins the pure model objects (:class:`~tumorpde.pharmacology.TherapyPlan`,
-:class:`~tumorpde.compartments.ScalarSystem`) to a
-:class:`~tumorpde.discretisation.Discretisation`, whose ``constants`` hold one
+:class:`Couplings` joins the pure model objects (:class:`~tumorpde.model.pharmacology.TherapyPlan`,
+:class:`~tumorpde.model.compartments.ScalarSystem`) to a
+:class:`~tumorpde.fem.discretisation.Discretisation`, whose ``constants`` hold one
 ``fem.Constant`` per drug and per scalar.  The time loop calls, per step:
 
 * :meth:`Couplings.begin_step` before the field solve: sets every drug to its exact
@@ -31,10 +31,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tumorpde import expressions as ex
-from tumorpde import units as un
-from tumorpde.compartments import ScalarSystem, global_symbols
 from tumorpde.compat import import_dolfinx
+from tumorpde.model import expressions as ex
+from tumorpde.model import units as un
+from tumorpde.model.compartments import ScalarSystem, global_symbols
 
 __all__ = ["Couplings"]
 

@@ -81,7 +81,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
-    # --- tumorpde render DIR (tumorpde/render.py)
+    # --- tumorpde render DIR (tumorpde/apps/render.py)
     r = sub.add_parser("render", help="PNG snapshots, animations and a ParaView state file of a "
                        "run (ParaView's pvbatch)")
     r.add_argument("dir", metavar="DIR", help="output directory of `tumorpde run`")
@@ -98,7 +98,7 @@ def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--no-state", action="store_true", help="do not write fields.pvsm")
     r.add_argument("--pvbatch", metavar="PATH",
                    help="ParaView's pvbatch (default: $TUMORPDE_PVBATCH, then PATH)")
-    # --- tumorpde plot DIR (tumorpde/plot.py)
+    # --- tumorpde plot DIR (tumorpde/apps/plot.py)
     pl = sub.add_parser("plot", help="figures of the observables over time (matplotlib)")
     pl.add_argument("dir", metavar="DIR", help="output directory of `tumorpde run`")
     pl.add_argument("-o", "--output", metavar="OUTDIR", help="default DIR/plots")
@@ -106,7 +106,7 @@ def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
                     help="columns of observables.csv to plot (default: all)")
     pl.add_argument("--format", default="png", choices=["png", "svg", "pdf"])
     pl.add_argument("--dpi", type=int, default=120)
-    # --- tumorpde report DIR (tumorpde/report.py)
+    # --- tumorpde report DIR (tumorpde/apps/report.py)
     rp = sub.add_parser("report", help="one-page HTML or Markdown summary of a run")
     rp.add_argument("dir", metavar="DIR", help="output directory of `tumorpde run`")
     rp.add_argument("-o", "--output", metavar="FILE",
@@ -114,7 +114,7 @@ def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--no-snapshots", action="store_true", help="no ParaView snapshots")
     rp.add_argument("--pvbatch", metavar="PATH",
                     help="ParaView's pvbatch (default: $TUMORPDE_PVBATCH, then PATH)")
-    # --- tumorpde mesh NAME (tumorpde/meshgen.py)
+    # --- tumorpde mesh NAME (tumorpde/apps/meshgen.py)
     m = sub.add_parser("mesh", help="generate a bundled geometry or .geo file, or import a mesh "
                        "file, as .msh with named regions and boundaries")
     m.add_argument("name", metavar="NAME", nargs="?",
@@ -132,7 +132,7 @@ def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
                    help="name the boundary facets an imported mesh leaves untagged")
     m.add_argument("--tag-data", metavar="KEY", help="cell data of an imported mesh that holds the "
                    "tags (default: gmsh:physical, medit:ref, cell_tags, ...)")
-    # --- tumorpde sweep CONFIG (tumorpde/sweep.py)
+    # --- tumorpde sweep CONFIG (tumorpde/apps/sweep.py)
     sw = sub.add_parser("sweep", help="run an ensemble over varied config values and compute "
                         "sensitivity indices (SALib)")
     sw.add_argument("config", help="TOML file, or the name of a bundled example")
@@ -184,7 +184,7 @@ def _on_root(command: str, work: Callable[[], list[str]]) -> int:
 
 def _cmd_tool(args: argparse.Namespace) -> int:
     if args.command == "render":
-        from tumorpde.render import render
+        from tumorpde.apps.render import render
 
         def work() -> list[str]:
             res = render(args.dir, args.field, args.time, args.animate, args.output, args.pvbatch,
@@ -193,21 +193,21 @@ def _cmd_tool(args: argparse.Namespace) -> int:
             return [f"tumorpde: wrote {len(files)} files -> {res.outdir}"]
         return _on_root(args.command, work)
     if args.command == "plot":
-        from tumorpde.plot import plot
+        from tumorpde.apps.plot import plot
 
         def work() -> list[str]:
             files = plot(args.dir, args.output, args.column, args.format, args.dpi)
             return [f"tumorpde: wrote {f}" for f in files]
         return _on_root(args.command, work)
     if args.command == "report":
-        from tumorpde.report import report
+        from tumorpde.apps.report import report
 
         def work() -> list[str]:
             res = report(args.dir, args.output, not args.no_snapshots, args.pvbatch)
             return ([f"tumorpde: {res.note}"] if res.note else []) + [f"tumorpde: wrote {res.path}"]
         return _on_root(args.command, work)
     if args.command == "mesh":
-        from tumorpde import meshgen
+        from tumorpde.apps import meshgen
 
         def work() -> list[str]:
             if args.list:
@@ -222,7 +222,7 @@ def _cmd_tool(args: argparse.Namespace) -> int:
             return [f"tumorpde: {res.line()}"]
         return _on_root(args.command, work)
     if args.command == "sweep":
-        from tumorpde.sweep import sweep
+        from tumorpde.apps.sweep import sweep
 
         res = sweep(args.config, args.vary, args.samples, args.method, args.output, args.set,
                     args.knockout, args.observable, args.seed, args.jobs, args.ranks_per_member)
@@ -257,7 +257,7 @@ def _say(msg: str, err: bool = False) -> None:
 
 
 def _examples() -> dict[str, str]:
-    from tumorpde.config import EXAMPLES_DIR
+    from tumorpde.model.config import EXAMPLES_DIR
 
     out = {}
     for f in sorted(EXAMPLES_DIR.glob("*.toml")):
@@ -282,7 +282,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     ex = _examples()
     if args.name not in ex:
         raise ConfigError("", f"no bundled example {args.name!r} (available: {', '.join(ex)})")
-    from tumorpde.config import EXAMPLES_DIR
+    from tumorpde.model.config import EXAMPLES_DIR
 
     dest = Path(args.path or f"{args.name}.toml")
     if dest.is_dir():
@@ -300,7 +300,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace):  # noqa: ANN202
-    from tumorpde.config import find_config, load
+    from tumorpde.model.config import find_config, load
 
     path = find_config(args.config)
     cfg = load(path, args.set)
@@ -311,8 +311,8 @@ def _load(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _cmd_doc(args: argparse.Namespace) -> int:
-    from tumorpde.config import find_config, load
-    from tumorpde.modeldoc import model_markdown
+    from tumorpde.apps.modeldoc import model_markdown
+    from tumorpde.model.config import find_config, load
 
     path = find_config(args.config)
     text = model_markdown(load(path), path.stem)

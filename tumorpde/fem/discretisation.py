@@ -6,7 +6,7 @@ semi-discrete residual is assembled from labelled terms:
 * ``mass``      (c0 u + c1 u_n + c2 u_nm1) . phi with the scheme's coefficients
                 (lumped, vertex quadrature, for P1 by default);
 * ``diffusion`` D grad u . grad phi;
-* ``taxis``     edge fluxes (:mod:`tumorpde.taxis`, P1 ``upwind``) or the Galerkin
+* ``taxis``     edge fluxes (:mod:`tumorpde.fem.taxis`, P1 ``upwind``) or the Galerkin
                 term -S grad s . grad phi;
 * ``reaction``  -f phi (lumped for P1 by default, so local kinetics act node-wise);
 * ``boundary``  -flux phi ds or -transfer (value - u) phi ds; Dirichlet values as
@@ -28,13 +28,13 @@ from petsc4py import PETSc
 
 import numpy as np
 
-from tumorpde import expressions as ex
-from tumorpde import units as un
 from tumorpde.compat import import_dolfinx
 from tumorpde.errors import ConfigError
-from tumorpde.mesh import Domain
-from tumorpde.spec import Spec, TermSpec, symbol_dims, term_factor
-from tumorpde.taxis import EdgeGraph, EdgeTaxis, TaxisTerm, add_entries
+from tumorpde.fem.mesh import Domain
+from tumorpde.fem.taxis import EdgeGraph, EdgeTaxis, TaxisTerm, add_entries
+from tumorpde.model import expressions as ex
+from tumorpde.model import units as un
+from tumorpde.model.spec import Spec, TermSpec, symbol_dims, term_factor
 
 __all__ = ["Discretisation", "TERMS", "NODAL_TERMS"]
 
@@ -80,7 +80,7 @@ class Discretisation:
     edge_taxis: list[EdgeTaxis] = field(default_factory=list)
     bcs: list[_BC] = field(default_factory=list)
     #: the split strategy's Jacobian, kept with the discretisation once built
-    #: (:func:`tumorpde.splitting.for_discretisation`)
+    #: (:func:`tumorpde.solvers.splitting.for_discretisation`)
     split_jacobian: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -114,7 +114,7 @@ class Discretisation:
         self.coeffs = [fem.Constant(mesh, PETSc.ScalarType(v)) for v in (1.0, -1.0, 0.0)]
         for name, (value, _unit) in spec.parameters.items():
             self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(value))
-        # drug levels and scalar compartments: set per step by tumorpde.coupling
+        # drug levels and scalar compartments: set per step by tumorpde.time.coupling
         for name in spec.config.drugs:
             self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(0.0))
         for name, sc in spec.scalars.items():
@@ -379,7 +379,7 @@ class Discretisation:
         self._observables: dict[str, tuple[str, Any, Any]] = {}
         pts = self.V0.element.interpolation_points
         for name, ob in self.spec.observables.items():
-            if ob.kind == "value":  # global: evaluated by tumorpde.coupling
+            if ob.kind == "value":  # global: evaluated by tumorpde.time.coupling
                 continue
             expr = self.lower(ob.expr, None, self.u)
             if ob.kind == "integral":

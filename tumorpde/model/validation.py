@@ -1,8 +1,8 @@
 """Strict checks of plain data read from TOML (no DOLFINx).
 
-The loaders of :mod:`tumorpde.config`, :mod:`tumorpde.compartments` and
-:mod:`tumorpde.pharmacology` map TOML tables one-to-one onto the objects of
-:mod:`tumorpde.model` with these helpers: each takes a value and the dotted key it
+The loaders of :mod:`tumorpde.model.config`, :mod:`tumorpde.model.compartments` and
+:mod:`tumorpde.model.pharmacology` map TOML tables one-to-one onto the objects of
+:mod:`tumorpde.model.objects` with these helpers: each takes a value and the dotted key it
 came from, returns the value (normalised: integers stay integers only where asked
 for) and raises :class:`~tumorpde.errors.ConfigError` naming the key otherwise.
 """

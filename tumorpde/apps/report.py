@@ -2,8 +2,8 @@
 
 Gathers what ``tumorpde run`` wrote into one page: the run's status, times,
 counters and command line; the final observables with their descriptions; the
-figures of :mod:`tumorpde.plot`; ParaView snapshots of every field at the last
-output time (:mod:`tumorpde.render`, when ``pvbatch`` is available); the model's
+figures of :mod:`tumorpde.apps.plot`; ParaView snapshots of every field at the last
+output time (:mod:`tumorpde.apps.render`, when ``pvbatch`` is available); the model's
 species and parameters and the resolved configuration; the versions of the
 numerical stack from ``run.json``.
 
@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tumorpde.apps.plot import observable_columns, plot
 from tumorpde.errors import ConfigError, ToolError
-from tumorpde.plot import observable_columns, plot
-from tumorpde.rundir import read_info
-from tumorpde.runinfo import MeshInfo, RunInfo
+from tumorpde.io.rundir import read_info
+from tumorpde.io.runinfo import MeshInfo, RunInfo
 
 __all__ = ["report", "ReportResult"]
 
@@ -205,7 +205,7 @@ def _write(rundir: Path, out: Path, fmt: str, assets: Path, run: RunInfo,
         raise ConfigError("--output", f"cannot create {assets}: {exc.strerror}") from None
     result = ReportResult(out)
     if snapshots:
-        from tumorpde.render import find_pvbatch, render
+        from tumorpde.apps.render import find_pvbatch, render
 
         try:
             find_pvbatch(pvbatch)
@@ -314,7 +314,7 @@ def _write(rundir: Path, out: Path, fmt: str, assets: Path, run: RunInfo,
         page.raw_details_start(f"{len(prow)} parameters")
         page.table(["parameter", "value", "meaning", "source"], prow, code_first=True)
         page.raw_details_end()
-    from tumorpde.tomlio import dumps
+    from tumorpde.io.tomlio import dumps
 
     try:
         text = dumps(_clean(cfg), nonfinite=True)

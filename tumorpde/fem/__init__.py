@@ -1,0 +1,1 @@
+"""Finite elements: meshes, spaces, the labelled UFL terms of a model, taxis."""

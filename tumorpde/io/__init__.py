@@ -1,0 +1,1 @@
+"""Files: TOML, run records (run.json, observables.csv), XDMF fields, checkpoints."""

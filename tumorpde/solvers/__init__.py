@@ -1,0 +1,1 @@
+"""PETSc solvers: options, the SNES wrapper, monolithic and split Jacobians."""

@@ -1,0 +1,1 @@
+"""Time integration: BDF coefficients, step control, couplings between compartments."""
