@@ -27,6 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("tumorpde.solvers",),                      # options, SNES wrapper, monolithic / split Jacobian
     ("tumorpde.time",),                         # BDF, step control, couplings
     ("tumorpde", "tumorpde.problem", "tumorpde.trackers", "tumorpde.simulation"),
+    ("tumorpde.calibration",),                  # data, observation operators, adjoint, fits
     ("tumorpde.apps", "tumorpde.verification", "tumorpde.__main__"),
 )
 #: modules that describe and check a model: importing them must not load the FE stack

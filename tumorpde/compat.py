@@ -13,8 +13,8 @@ import importlib.metadata
 from types import ModuleType
 from typing import Any
 
-__all__ = ["import_dolfinx", "gmsh_io", "geometry_dofmap", "mesh_data_fields", "versions",
-           "DOLFINX_MIN"]
+__all__ = ["import_dolfinx", "gmsh_io", "geometry_dofmap", "coordinate_element",
+           "mesh_data_fields", "versions", "DOLFINX_MIN"]
 
 DOLFINX_MIN = (0, 10)
 _dolfinx: ModuleType | None = None
@@ -84,6 +84,15 @@ def geometry_dofmap(mesh: Any) -> Any:
     if dofmaps is not None:
         return dofmaps(0) if callable(dofmaps) else dofmaps[0]
     return geom.dofmap  # pragma: no cover - DOLFINx 0.10
+
+
+def coordinate_element(mesh: Any) -> Any:
+    """The mesh's coordinate element (``geometry.cmaps[0]`` from 0.11, ``geometry.cmap`` before)."""
+    geom = mesh.geometry
+    cmaps = getattr(geom, "cmaps", None)
+    if cmaps is not None:
+        return cmaps(0) if callable(cmaps) else cmaps[0]
+    return geom.cmap  # pragma: no cover - DOLFINx 0.10
 
 
 def versions() -> dict[str, str]:

@@ -216,32 +216,72 @@ class Problem:
         from tumorpde.time.coupling import Couplings
 
         self.couplings = Couplings(disc)  # drug levels, scalar compartments, fractions
+        self._couplings_start = self.couplings.state()
         tc = cfg.time
         span = tc.end - tc.start
         self.output_every = tc.output_every or span / 10.0
         self.checkpoint_every = cfg.output.checkpoint_every or self.output_every
-        self.milestones = Milestones.build(tc.start, tc.end,
-                                           [self.output_every, self.checkpoint_every],
-                                           self.couplings.milestones(tc.start, tc.end))
-        self.controller = Controller(tc.scheme, tc.dt, tc.adaptive, tc.dt_min or 1e-9 * span,
-                                     tc.dt_max or self.output_every, tc.rtol, tc.atol)
         self.names: list[str] = list(self.spec.names)
         self._nloc = disc.V.dofmap.index_map.size_local * disc.n
         self._nonneg = np.array([cfg.species[n].nonnegative for n in self.names])
         self._cumulative = {n for n, o in self.spec.observables.items() if o.cumulative}
-        self.state = LoopState(t=tc.start, dt=tc.dt, running={n: 0.0 for n in self._cumulative})
-        self._hist: list[np.ndarray] = [disc.u.x.array[: self._nloc].copy()]
         self.columns: list[str] = (["t"] + [f"total_{n}" for n in self.names] +
                                    self.couplings.columns() + list(self.spec.observables))
-        self.rows: list[list[float]] = []
-        self.resumed = False
         #: whether a tracker writes checkpoints (set by tumorpde.trackers.Checkpoints)
         self.checkpointing = False
-        self._started = False
-        self._rebuild = False
         self._fields: dict[str, Any] | None = None
         self._snapshot: dict[str, np.ndarray] = {}
+        self.solver = None
+        self._start_loop(())
+
+    def _start_loop(self, times: Sequence[float]) -> None:
+        """The loop at ``time.start``: milestones (with ``times``), controller, rows, solver."""
+        tc, disc = self.config.time, self.disc
+        span = tc.end - tc.start
+        self.milestones = Milestones.build(tc.start, tc.end,
+                                           [self.output_every, self.checkpoint_every],
+                                           [*self.couplings.milestones(tc.start, tc.end), *times])
+        self.controller = Controller(tc.scheme, tc.dt, tc.adaptive, tc.dt_min or 1e-9 * span,
+                                     tc.dt_max or self.output_every, tc.rtol, tc.atol)
+        self.state = LoopState(t=tc.start, dt=tc.dt, running={n: 0.0 for n in self._cumulative})
+        self._hist: list[np.ndarray] = [disc.u.x.array[: self._nloc].copy()]
+        self.rows: list[list[float]] = []
+        self.resumed = False
+        self._started = False
+        self._rebuild = False
+        self.destroy()
         self.solver = self._new_solver()
+
+    def reset(self, parameters: dict[str, float] | None = None,
+              times: Sequence[float] = ()) -> None:
+        """Go back to ``time.start``, optionally with new parameter values (no recompilation).
+
+        Args:
+            parameters: ``[parameters]`` name -> new value (in the parameter's own unit);
+                the initial conditions and boundary values are evaluated again with them.
+            times: Extra times that steps must land on exactly (e.g. the times of data).
+
+        Raises:
+            ConfigError: An unknown parameter name or a non-finite value.
+        """
+        disc = self.disc
+        for name, value in (parameters or {}).items():
+            if name not in self.spec.parameters:
+                raise ConfigError(f"parameters.{name}", "is not a parameter of the model "
+                                  f"(parameters: {', '.join(sorted(self.spec.parameters))})")
+            if not math.isfinite(float(value)):
+                raise ConfigError(f"parameters.{name}", f"must be finite, got {value!r}")
+            disc.constants[name].value = float(value)
+        disc.t.value = self.config.time.start
+        disc.set_initial()
+        self.couplings.restore(self._couplings_start)
+        self._start_loop(times)
+        self._sync_out()
+
+    @property
+    def parameters(self) -> dict[str, float]:
+        """The current value of every ``[parameters]`` entry (in its own unit)."""
+        return {n: float(self.disc.constants[n].value) for n in self.spec.parameters}
 
     # ------------------------------------------------------------------ state
     @property

@@ -390,8 +390,8 @@ class Discretisation:
                 self._observables[name] = (ob.kind, self.compile_expression(expr, pts), f)
 
     # ------------------------------------------------------------------ state
-    def set_initial(self) -> None:
-        """Interpolate the initial conditions into ``u`` and the history."""
+    def initial_expression(self) -> Any:
+        """The initial conditions of every species as one UFL expression (a vector for several)."""
         spec = self.spec
         L, T = spec.length_unit, spec.time_unit
         comps = []
@@ -399,8 +399,13 @@ class Discretisation:
             s = spec.species[name]
             req = un.required_units("initial", L, T, s.unit) if spec.has_units else None
             comps.append(self.lower(s.initial, req, None))
-        expr = self.compile_expression(ufl.as_vector(comps) if self.n > 1 else comps[0],
-                          self.V.element.interpolation_points)
+        return ufl.as_vector(comps) if self.n > 1 else comps[0]
+
+    def set_initial(self) -> None:
+        """Interpolate the initial conditions into ``u`` and the history."""
+        spec = self.spec
+        expr = self.compile_expression(self.initial_expression(),
+                                       self.V.element.interpolation_points)
         self.u.interpolate(expr)
         self.u.x.scatter_forward()
         finite = np.isfinite(self.u.x.array.reshape(-1, self.n)).all(axis=0).astype(np.int32)

@@ -1,0 +1,249 @@
+"""Observation operators: what the model says about each data row, and its derivative.
+
+An operator binds one :class:`~tumorpde.calibration.data.Data` to a
+:class:`~tumorpde.problem.Problem` and offers, for the rows measured at one time,
+
+* ``evaluate(rows)``: the model's values (the same on every rank);
+* ``transpose(rows, w)``: the local vector ``sum_i w_i d m_i / d u`` (owned and ghost
+  entries, before the reverse scatter that adds ghost contributions to their owners);
+* ``tangent(rows, du)``: ``d m_i / d u . du`` for a consistent (forward-scattered) ``du``.
+
+Every observation used here is linear in the state or a ratio of integrals, so these are
+exact.  :class:`FieldSamples` evaluates a species at points (the finite-element function
+itself: basis functions at the point's reference coordinates in the cell that owns it);
+:class:`ObservableSamples` evaluates ``total_<species>`` and integral observables.  A
+new kind of data (images) is one more class with these three methods and ``times``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mpi4py import MPI
+
+import numpy as np
+
+from tumorpde.calibration.data import Data
+from tumorpde.compat import coordinate_element, geometry_dofmap, import_dolfinx
+from tumorpde.errors import ConfigError
+
+__all__ = ["FieldSamples", "ObservableSamples", "operator_for", "observable_columns"]
+
+import_dolfinx()
+import ufl  # noqa: E402
+from dolfinx import fem, geometry  # noqa: E402
+
+
+class _Rows:
+    """Rows grouped by time (times matched within ``tol``)."""
+
+    def __init__(self, data: Data, tol: float) -> None:
+        self.data = data
+        order = np.argsort(data.t, kind="stable")
+        self.times: list[float] = []
+        self.groups: list[np.ndarray] = []
+        for i in order:
+            t = float(data.t[i])
+            if self.times and abs(t - self.times[-1]) <= tol:
+                self.groups[-1] = np.append(self.groups[-1], i)
+            else:
+                self.times.append(t)
+                self.groups.append(np.array([i]))
+
+    def at(self, t: float, tol: float) -> np.ndarray:
+        """Indices of the rows measured at ``t`` (empty when none)."""
+        for tt, g in zip(self.times, self.groups, strict=True):
+            if abs(tt - t) <= tol:
+                return g
+        return np.zeros(0, dtype=int)
+
+
+class FieldSamples:
+    """Point values of species: ``m_i = u_{field_i}(x_i)``."""
+
+    def __init__(self, problem: Any, data: Data) -> None:
+        disc = problem.disc
+        self.data, self.comm, self.n = data, disc.comm, disc.n
+        self.rows = _Rows(data, problem.milestones.tol)
+        mesh = disc.domain.mesh
+        gdim, tdim = disc.domain.gdim, mesh.topology.dim
+        pts = np.zeros((len(data), 3))
+        pts[:, : data.points.shape[1]] = data.points
+        owned = mesh.topology.index_map(tdim).size_local
+        cells = self._locate(mesh, pts, owned)
+        V0 = disc.V0
+        if V0.element.needs_dof_transformations:  # pragma: no cover - P1/P2 only
+            raise ConfigError(data.label, "point samples need an element without dof "
+                                          "transformations (Lagrange P1 or P2)")
+        element = V0.element.basix_element
+        cmap = coordinate_element(mesh)
+        gdofs = np.asarray(geometry_dofmap(mesh))
+        comp = {name: problem.names.index(name) for name in set(data.name)}
+        #: per row: local state indices and basis values (empty where another rank owns it)
+        self.cols: list[np.ndarray] = []
+        self.vals: list[np.ndarray] = []
+        for i, c in enumerate(cells):
+            if c < 0:
+                self.cols.append(np.zeros(0, dtype=np.int64))
+                self.vals.append(np.zeros(0))
+                continue
+            X = mesh.geometry.x[gdofs[c]][:, :gdim]
+            ref = cmap.pull_back(pts[i : i + 1, :gdim], X)
+            phi = np.asarray(element.tabulate(0, ref))[0, 0, :].reshape(-1)
+            dofs = np.asarray(V0.dofmap.cell_dofs(c), dtype=np.int64)
+            self.cols.append(dofs * self.n + comp[data.name[i]])
+            self.vals.append(np.asarray(phi, dtype=float))
+
+    def _locate(self, mesh: Any, pts: np.ndarray, owned: int) -> np.ndarray:
+        """The owned cell of each point on the lowest rank that has one (-1 elsewhere)."""
+        tdim = mesh.topology.dim
+        tree = geometry.bb_tree(mesh, tdim, entities=np.arange(owned, dtype=np.int32))
+        hits = geometry.compute_colliding_cells(
+            mesh, geometry.compute_collisions_points(tree, pts), pts)
+        local = np.full(len(pts), -1, dtype=np.int64)
+        for i in range(len(pts)):
+            links = hits.links(i)
+            links = links[links < owned]
+            if len(links):
+                local[i] = int(links[0])
+        size = self.comm.size
+        claim = np.where(local >= 0, self.comm.rank, size).astype(np.int32)
+        owner = np.empty_like(claim)
+        self.comm.Allreduce(claim, owner, op=MPI.MIN)
+        outside = np.nonzero(owner == size)[0]
+        if outside.size:
+            i = int(outside[0])
+            raise ConfigError(self.data.label,
+                              f"line {self.data.line[i]}: the point "
+                              f"({', '.join(f'{v:g}' for v in self.data.points[i])}) lies "
+                              f"outside the mesh ({outside.size} point(s) outside)")
+        return np.where(owner == self.comm.rank, local, -1)
+
+    @property
+    def times(self) -> list[float]:
+        """The distinct data times, ascending."""
+        return self.rows.times
+
+    def evaluate(self, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Model values of ``rows`` from the local state array ``u`` (owned + ghosts)."""
+        local = np.array([float(self.vals[i] @ u[self.cols[i]]) for i in rows])
+        out = np.empty_like(local)
+        self.comm.Allreduce(local, out, op=MPI.SUM)
+        return out
+
+    def transpose(self, rows: np.ndarray, w: np.ndarray, size: int) -> np.ndarray:
+        """``sum_i w_i dm_i/du`` as a local array of ``size`` (before the reverse scatter)."""
+        out = np.zeros(size)
+        for i, wi in zip(rows, w, strict=True):
+            np.add.at(out, self.cols[i], wi * self.vals[i])
+        return out
+
+    def tangent(self, rows: np.ndarray, du: np.ndarray) -> np.ndarray:
+        """``dm_i/du . du`` of ``rows`` (``du`` consistent: owned and ghost values)."""
+        return self.evaluate(rows, du)
+
+
+def observable_columns(problem: Any) -> list[str]:
+    """The observable columns that data may name: species totals and integral observables."""
+    spec = problem.spec
+    return [f"total_{n}" for n in problem.names] + [
+        n for n, ob in spec.observables.items() if ob.kind == "integral" and not ob.cumulative]
+
+
+class ObservableSamples:
+    """Scalar observables: ``total_<species>`` or an integral observable at time ``t_i``.
+
+    An observable with ``per`` is the ratio of two integrals (differentiated as one).
+    """
+
+    def __init__(self, problem: Any, data: Data) -> None:
+        disc = self.disc = problem.disc
+        self.data, self.comm = data, disc.comm
+        self.rows = _Rows(data, problem.milestones.tol)
+        dx = ufl.dx(domain=disc.domain.mesh)
+        v = ufl.TestFunction(disc.V)
+        spec = problem.spec
+        #: name -> (numerator, its derivative, denominator or None, its derivative)
+        self.forms: dict[str, tuple[Any, Any, Any, Any]] = {}
+        for name in sorted(set(data.name)):
+            if name.startswith("total_") and name[6:] in problem.names:
+                e, per = disc.comp(disc.u, problem.names.index(name[6:])), None
+            else:
+                ob = spec.observables.get(name)
+                if ob is None or ob.kind != "integral" or ob.cumulative:
+                    what = "cumulative" if ob is not None and ob.cumulative else \
+                        (f"a {ob.kind}" if ob is not None else "not an observable")
+                    raise ConfigError(data.label, f"observable {name!r} is {what}: data can "
+                                      "name a species total or an integral observable "
+                                      f"({', '.join(observable_columns(problem))})")
+                e = disc.lower(ob.expr, None, disc.u)
+                per = disc.lower(ob.per, None, disc.u) if ob.per else None
+
+            def pair(expr: Any) -> tuple[Any, Any]:
+                return fem.form(expr * dx), fem.form(ufl.derivative(expr * dx, disc.u, v))
+
+            num, dnum = pair(e)
+            den, dden = pair(per) if per is not None else (None, None)
+            self.forms[name] = (num, dnum, den, dden)
+
+    @property
+    def times(self) -> list[float]:
+        """The distinct data times, ascending."""
+        return self.rows.times
+
+    def _scalar(self, form: Any) -> float:
+        return float(self.comm.allreduce(fem.assemble_scalar(form), op=MPI.SUM))
+
+    def _vector(self, form: Any, size: int) -> np.ndarray:
+        out = np.zeros(size)
+        fem.assemble_vector(out, form)
+        return out
+
+    def _value(self, name: str) -> tuple[float, float | None]:
+        num, _, den, _ = self.forms[name]
+        a = self._scalar(num)
+        if den is None:
+            return a, None
+        b = self._scalar(den)
+        return (a / b if b != 0 else 0.0), b
+
+    def evaluate(self, rows: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
+        """Model values of ``rows`` from the current state (``disc.u``)."""
+        cache = {n: self._value(n)[0] for n in sorted({self.data.name[i] for i in rows})}
+        return np.array([cache[self.data.name[i]] for i in rows])
+
+    def _gradient(self, name: str, size: int) -> np.ndarray:
+        """D m / d u of one observable as a local array (before the reverse scatter)."""
+        _, dnum, den, dden = self.forms[name]
+        g = self._vector(dnum, size)
+        if den is not None:
+            val, b = self._value(name)
+            g = (g - val * self._vector(dden, size)) / b if b else np.zeros(size)
+        return g
+
+    def transpose(self, rows: np.ndarray, w: np.ndarray, size: int) -> np.ndarray:
+        """``sum_i w_i dm_i/du`` as a local array of ``size`` (before the reverse scatter)."""
+        out = np.zeros(size)
+        for name in sorted({self.data.name[i] for i in rows}):
+            wsum = sum(float(wi) for i, wi in zip(rows, w, strict=True)
+                       if self.data.name[i] == name)
+            out += wsum * self._gradient(name, size)
+        return out
+
+    def tangent(self, rows: np.ndarray, du: np.ndarray) -> np.ndarray:
+        """``dm_i/du . du`` of ``rows`` (``du`` consistent: owned and ghost values)."""
+        names = sorted({self.data.name[i] for i in rows})
+        local = np.array([float(self._gradient(n, du.size) @ du) for n in names])
+        glob = np.empty_like(local)
+        self.comm.Allreduce(local, glob, op=MPI.SUM)
+        value = dict(zip(names, glob, strict=True))
+        return np.array([value[self.data.name[i]] for i in rows])
+
+
+def operator_for(problem: Any, data: Data) -> FieldSamples | ObservableSamples:
+    """The operator of a data file on a problem (checks names, coordinates, times, points)."""
+    tc = problem.config.time
+    data.check(problem.names, observable_columns(problem), problem.disc.domain.gdim,
+               tc.start, tc.end)
+    return FieldSamples(problem, data) if data.kind == "field" else \
+        ObservableSamples(problem, data)
