@@ -59,13 +59,16 @@ class Objective:
             nothing is recompiled).
         data: The data files (:func:`~tumorpde.calibration.data.read_data`).
         parameters: Names of ``[parameters]`` entries (the order of ``p``).
+        times: More times for the run to land on (besides the data's), so that two
+            objectives on the same problem step alike.
 
     Raises:
         ConfigError: Data that do not fit the model (names, coordinates, times, points
             outside the mesh) or a model without derivatives.
     """
 
-    def __init__(self, problem: Any, data: Sequence[Data], parameters: Sequence[str]) -> None:
+    def __init__(self, problem: Any, data: Sequence[Data], parameters: Sequence[str],
+                 times: Sequence[float] = ()) -> None:
         why = unsupported(problem, parameters)
         if why:
             raise ConfigError("calibration", why)
@@ -73,7 +76,7 @@ class Objective:
         self.names = list(parameters)
         self.data = list(data)
         self.operators = [operator_for(problem, d) for d in self.data]
-        self.times = sorted({t for op in self.operators for t in op.times})
+        self.times = sorted({t for op in self.operators for t in op.times} | set(times))
         self.value = np.concatenate([d.value for d in self.data]) if self.data else np.zeros(0)
         self.sigma = np.concatenate([d.sigma for d in self.data]) if self.data else np.zeros(0)
         self.offsets = np.cumsum([0] + [len(d) for d in self.data])

@@ -1,0 +1,304 @@
+"""Bounded least-squares fits, their uncertainty, and what a calibration writes.
+
+:func:`calibrate` fits the named parameters of a problem to the data rows with
+``t <= until`` (all rows without ``until``) by bounded nonlinear least squares (scipy's
+trust-region-reflective ``least_squares``) with the exact Jacobian of the residuals
+(tangent sensitivities of the discrete run).  It starts from the config's values and
+from ``starts - 1`` Latin-hypercube points within the bounds and keeps the best optimum.
+A forward run that fails during the search is an infeasible point (a large residual, so
+the step is rejected), never a crash.
+
+At the optimum, the Gauss-Newton (Laplace) covariance ``s^2 (J^T J)^-1`` gives standard
+deviations and Wald 95 % intervals; ``s^2 = 1`` when the data give ``sigma``, otherwise
+the noise variance is estimated as ``RSS / (n - k)`` (and counted as a parameter in the
+information criteria).  AIC and BIC are those of the Gaussian likelihood.  Predictions of
+every data row (fitted and forecast) carry 95 % confidence bands by the delta method.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tumorpde.calibration.data import Data
+from tumorpde.calibration.objective import Objective
+from tumorpde.errors import ConfigError, SolverError
+
+__all__ = ["Fit", "FitParameter", "calibrate", "information_criteria", "covariance",
+           "latin_hypercube"]
+
+Z95 = 1.959963984540054
+#: residual of every row at a point where the run failed (rejected by the trust region)
+_INFEASIBLE = 1e8
+
+
+@dataclass
+class FitParameter:
+    """One fitted parameter.
+
+    Attributes:
+        key: The key as given (``parameters.rho`` or ``rho``).
+        name: The ``[parameters]`` entry.
+        low: Lower bound.
+        high: Upper bound.
+    """
+
+    key: str
+    name: str
+    low: float
+    high: float
+
+
+@dataclass
+class Fit:
+    """The outcome of :func:`calibrate` (what ``calibration.json`` holds)."""
+
+    status: str
+    parameters: list[FitParameter]
+    estimate: np.ndarray
+    objective: float
+    n_data: int
+    gradient: np.ndarray
+    std: np.ndarray
+    ci95: np.ndarray
+    aic: float
+    bic: float
+    noise: dict[str, Any]
+    evaluations: int
+    seconds: dict[str, float]
+    starts: list[dict[str, Any]] = field(default_factory=list)
+    message: str = ""
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)
+    fitted: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    def to_json(self, **extra: Any) -> dict[str, Any]:
+        """The ``calibration.json`` record."""
+        def num(v: float) -> float | None:
+            return float(v) if math.isfinite(v) else None
+
+        params = {p.key: {"estimate": float(e), "std": num(s), "ci95": [num(lo), num(hi)],
+                          "bounds": [p.low, p.high], "parameter": p.name}
+                  for p, e, s, (lo, hi) in zip(self.parameters, self.estimate, self.std,
+                                               self.ci95, strict=True)}
+        return {"status": self.status, "message": self.message, "objective": num(self.objective),
+                "n_data": self.n_data, "parameters": params,
+                "gradient": {p.key: num(g) for p, g in zip(self.parameters, self.gradient,
+                                                            strict=True)},
+                "aic": num(self.aic), "bic": num(self.bic), "noise": self.noise,
+                "evaluations": self.evaluations, "timings": self.seconds,
+                "starts": self.starts, **extra}
+
+
+def latin_hypercube(n: int, low: np.ndarray, high: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``n`` Latin-hypercube points in the box ``[low, high]``."""
+    if n <= 0:
+        return np.zeros((0, len(low)))
+    from scipy.stats import qmc
+
+    u = qmc.LatinHypercube(d=len(low), seed=seed).random(n)
+    return low + u * (high - low)
+
+
+def covariance(jac: np.ndarray, rss: float, n: int, sigma_given: bool) -> tuple[np.ndarray, float]:
+    """Gauss-Newton covariance ``s^2 (J^T J)^+`` and ``s^2`` (1 when sigma is given)."""
+    k = jac.shape[1]
+    s2 = 1.0 if sigma_given else (rss / (n - k) if n > k else float("nan"))
+    jtj = jac.T @ jac
+    try:
+        cov = np.linalg.inv(jtj) if np.linalg.cond(jtj) < 1e14 else np.linalg.pinv(jtj)
+    except np.linalg.LinAlgError:  # pragma: no cover
+        cov = np.linalg.pinv(jtj)
+    return s2 * cov, s2
+
+
+def information_criteria(rss: float, n: int, k: int, sigma: np.ndarray | None) -> tuple[float, float]:
+    """AIC and BIC of the Gaussian likelihood (``sigma`` None: noise estimated, k + 1)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    if sigma is None:
+        k += 1
+        m2logl = n * math.log(2 * math.pi * max(rss, 1e-300) / n) + n
+    else:
+        m2logl = rss + float(np.sum(np.log(2 * math.pi * sigma ** 2)))
+    return 2 * k + m2logl, k * math.log(n) + m2logl
+
+
+class _Residuals:
+    """``r(p)`` and ``dr/dp`` for scipy, with failed runs as infeasible points."""
+
+    def __init__(self, objective: Objective) -> None:
+        self.obj = objective
+        self.failures = 0
+
+    def r(self, p: np.ndarray) -> np.ndarray:
+        ev = self.obj.evaluate(p)
+        if not ev.ok:
+            self.failures += 1
+            return np.full(self.obj.n_data, _INFEASIBLE)
+        return ev.residuals
+
+    def jac(self, p: np.ndarray) -> np.ndarray:
+        ev = self.obj.evaluate(p)
+        if not ev.ok:
+            return np.zeros((self.obj.n_data, len(p)))
+        return self.obj.jacobian(p)
+
+
+def _least_squares(objective: Objective, x0: np.ndarray, low: np.ndarray, high: np.ndarray,
+                   tol: float) -> tuple[np.ndarray, float, str]:
+    from scipy.optimize import least_squares
+
+    res = _Residuals(objective)
+    r0 = res.r(x0)
+    if not objective.evaluate(x0).ok:
+        return x0, float("inf"), f"the run at the start failed ({objective.evaluate(x0).message})"
+    del r0
+    out = least_squares(res.r, x0, jac=res.jac, bounds=(low, high), method="trf",
+                        x_scale="jac", ftol=tol, xtol=tol, gtol=tol, max_nfev=200)
+    ev = objective.evaluate(out.x)
+    if not ev.ok:  # pragma: no cover - the optimiser ends at an accepted point
+        return out.x, float("inf"), ev.message
+    return out.x, ev.value, "converged" if out.status > 0 else out.message
+
+
+def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParameter], *,
+              until: float | None = None, starts: int = 1, seed: int = 0,
+              evaluate_only: bool = False, tol: float = 1e-10) -> Fit:
+    """Fit ``parameters`` of ``problem`` to the rows of ``data`` with ``t <= until``.
+
+    Args:
+        problem: The :class:`~tumorpde.problem.Problem` (reset and rerun; nothing recompiled).
+        data: Data files (:func:`~tumorpde.calibration.data.read_data`).
+        parameters: What to fit, with bounds (the config's value must lie inside them).
+        until: Fit only rows with ``t <= until``; later rows are forecast.
+        starts: Number of starts (the config's values, then Latin-hypercube points).
+        seed: Seed of the Latin hypercube.
+        evaluate_only: Evaluate objective, gradient and uncertainty at the config's values
+            without optimising.
+        tol: Tolerances of the least-squares solver.
+
+    Raises:
+        ConfigError: Bounds that do not contain the config's value, no data to fit.
+    """
+    t_start = time.perf_counter()
+    names = [p.name for p in parameters]
+    low = np.array([p.low for p in parameters], dtype=float)
+    high = np.array([p.high for p in parameters], dtype=float)
+    full = Objective(problem, data, names)  # checks every row (fitted and forecast)
+    x0 = full.start()
+    for p, v in zip(parameters, x0, strict=True):
+        if not p.low <= v <= p.high:
+            raise ConfigError(f"--fit {p.key}", f"the bounds [{p.low:g}, {p.high:g}] do not "
+                                                f"contain the config's value {v:g}")
+    fitted_mask = [d.t <= until + problem.milestones.tol if until is not None
+                   else np.ones(len(d), dtype=bool) for d in data]
+    fit_data = [d.select(m) for d, m in zip(data, fitted_mask, strict=True)]
+    fit_data = [d for d in fit_data if len(d)]
+    if not fit_data:
+        raise ConfigError("--until", f"no data row has t <= {until:g}: nothing to fit")
+    obj = Objective(problem, fit_data, names, times=full.times)
+    sigma_given = any(("sigma" in d.columns) for d in fit_data)
+    runs: list[dict[str, Any]] = []
+    best_x, best_f, status = x0, float("inf"), "failed"
+    if evaluate_only:
+        ev = obj.evaluate(x0)
+        best_x, best_f = x0, ev.value
+        status = "evaluated" if ev.ok else "failed"
+        runs.append({"start": x0.tolist(), "estimate": x0.tolist(), "objective": best_f,
+                     "status": status, "message": ev.message})
+    else:
+        points = np.vstack([x0[None, :], latin_hypercube(starts - 1, low, high, seed)])
+        for x in points:
+            xs, f, msg = _least_squares(obj, x, low, high, tol)
+            runs.append({"start": x.tolist(), "estimate": xs.tolist(),
+                         "objective": f if math.isfinite(f) else None, "status": msg})
+            if math.isfinite(f) and f < best_f:
+                best_x, best_f, status = xs, f, "converged" if msg == "converged" else "stopped"
+    n = obj.n_data
+    k = len(names)
+    nan = np.full(k, np.nan)
+    grad, std, ci = nan, nan, np.column_stack([nan, nan])
+    aic = bic = float("nan")
+    noise: dict[str, Any] = {"model": "given" if sigma_given else "estimated"}
+    pred: dict[str, np.ndarray] = {}
+    message = runs[-1].get("message", "") if evaluate_only else ""
+    if math.isfinite(best_f):
+        rss = 2.0 * best_f
+        grad = obj.gradient(best_x)
+        J = obj.jacobian(best_x)
+        cov, s2 = covariance(J, rss, n, sigma_given)
+        std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        ci = np.column_stack([best_x - Z95 * std, best_x + Z95 * std])
+        sig = np.concatenate([d.sigma for d in fit_data]) if sigma_given else None
+        aic, bic = information_criteria(rss, n, k, sig)
+        if not sigma_given:
+            noise["sigma"] = math.sqrt(s2) if math.isfinite(s2) else None
+        pred = _predictions(full, best_x, cov)
+    else:
+        message = message or "; ".join(str(r["status"]) for r in runs)
+    seconds = {"total": time.perf_counter() - t_start}
+    for o in (obj, full):
+        for key, v in o.seconds.items():
+            seconds[key] = seconds.get(key, 0.0) + v
+    fit = Fit(status, list(parameters), best_x, best_f, n, grad, std, ci, aic, bic, noise,
+              obj.evaluations + full.evaluations, seconds, runs, message, pred,
+              np.concatenate(fitted_mask))
+    obj.destroy()
+    full.destroy()
+    if math.isfinite(best_f):
+        problem.reset(dict(zip(names, best_x, strict=True)), times=full.times)
+    return fit
+
+
+def _predictions(full: Objective, x: np.ndarray, cov: np.ndarray) -> dict[str, np.ndarray]:
+    """The model at ``x`` for every row, with delta-method 95 % bands."""
+    ev = full.evaluate(x)
+    if not ev.ok:  # pragma: no cover - the fitted point ran a moment ago
+        return {}
+    try:
+        G = full.jacobian(x) * full.sigma[:, None]  # dm/dp
+    except SolverError:  # pragma: no cover
+        return {"model": ev.model}
+    var = np.einsum("ij,jk,ik->i", G, cov, G)
+    half = Z95 * np.sqrt(np.maximum(var, 0.0))
+    return {"model": ev.model, "lo": ev.model - half, "hi": ev.model + half}
+
+
+def write_predictions(path: Path, data: Sequence[Data], fit: Fit) -> Path:
+    """``predictions.csv``: every data row with its columns, ``fitted``, ``model``, ``lo``, ``hi``."""
+    columns: list[str] = []
+    for d in data:
+        columns += [c for c in d.columns if c not in columns]
+    extra = ["file"] if len(data) > 1 else []
+    bands = [c for c in ("model", "lo", "hi") if c in fit.predictions]
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(extra + columns + ["fitted"] + bands)
+        i = 0
+        for d in data:
+            col = {c: j for j, c in enumerate(d.columns)}
+            for row in d.text:
+                vals = [row[col[c]] if c in col else "" for c in columns]
+                w.writerow(([str(d.path)] if extra else []) + vals +
+                           [int(fit.fitted[i])] + [repr(float(fit.predictions[b][i]))
+                                                   for b in bands])
+                i += 1
+    tmp.replace(path)
+    return path
+
+
+def write_json(path: Path, record: dict[str, Any]) -> Path:
+    """Write ``calibration.json`` atomically."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2, allow_nan=False) + "\n")
+    tmp.replace(path)
+    return path
