@@ -1,4 +1,4 @@
-"""Command line: ``tumorpde run | resume | check | list | init | doc``.
+"""Command line: ``tumorpde run | resume | check | list | init | doc | calibrate``.
 
 Bad input ends with exit status 2 and one line ``tumorpde: error: <key>: <problem>``
 on every rank's behalf (printed once, by rank 0); a failed run ends with status 1.
@@ -155,6 +155,30 @@ def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
     sw.add_argument("--ranks-per-member", type=int, default=1, metavar="K",
                     help="under mpiexec: MPI ranks per member (default 1)")
     sw.add_argument("--debug", action="store_true")
+    # --- tumorpde calibrate CONFIG (tumorpde/apps/calibrate.py)
+    ca = sub.add_parser("calibrate", help="fit parameters to data (least squares with exact "
+                        "derivatives of the run), with intervals and forecasts")
+    ca.add_argument("config", help="TOML file, or the name of a bundled example")
+    ca.add_argument("--data", action="append", default=[], metavar="FILE",
+                    help="CSV data: t,x[,y,z],field,value[,sigma] or t,observable,value[,sigma] "
+                    "(repeatable; adds to [calibration] data)")
+    ca.add_argument("--fit", action="append", default=[], metavar="KEY[=LOW:HIGH]",
+                    help="a fitted parameter with its bounds (default: [calibration] fit, then "
+                    "the parameter's range) (repeatable)")
+    ca.add_argument("--until", type=float, metavar="T",
+                    help="fit only data with t <= T; later rows are forecast")
+    ca.add_argument("--method", choices=["lsq", "mcmc"], help="default: [calibration] method "
+                    "or lsq")
+    ca.add_argument("--evaluate", action="store_true",
+                    help="objective, gradient and intervals at the config's values, no fit")
+    ca.add_argument("--starts", type=int, metavar="N",
+                    help="least-squares starts: the config's values, then a Latin hypercube")
+    ca.add_argument("--seed", type=int, default=0, help="seed of the Latin hypercube")
+    ca.add_argument("-o", "--output", metavar="DIR", help="default out/calibrate-NAME")
+    ca.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value (repeatable)")
+    ca.add_argument("-q", "--quiet", action="store_true")
+    ca.add_argument("--debug", action="store_true")
 
 
 def _on_root(command: str, work: Callable[[], list[str]]) -> int:
@@ -359,6 +383,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from tumorpde.apps.calibrate import run_calibration
+
+    if args.starts is not None and args.starts < 1:
+        raise ConfigError("--starts", f"must be at least 1, got {args.starts}")
+    res = run_calibration(args.config, args.data, args.fit, until=args.until,
+                          method=args.method, evaluate=args.evaluate, output=args.output,
+                          overrides=args.set, starts=args.starts, seed=args.seed)
+    fit = res.fit
+    if fit.status == "failed":
+        _say(f"tumorpde: calibration failed: {fit.message}; see "
+             f"{res.outdir / 'calibration.json'}", err=True)
+        return EXIT_FAILED
+    est = ", ".join(f"{p.key}={e:.6g} [{lo:.4g}, {hi:.4g}]" for p, e, (lo, hi)
+                    in zip(fit.parameters, fit.estimate, fit.ci95, strict=True))
+    _say(f"tumorpde: calibration {fit.status}: objective {fit.objective:.6g} on {fit.n_data} "
+         f"data rows, {est} -> {res.outdir}")
+    return 0
+
+
 def _cmd_resume(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
@@ -396,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_resume(args)
         if args.command in TOOL_COMMANDS:
             return _cmd_tool(args)
+        if args.command == "calibrate":
+            return _cmd_calibrate(args)
         return _cmd_run(args)
     except ConfigError as exc:
         _say(f"tumorpde: error: {exc}", err=True)

@@ -25,6 +25,7 @@ from tumorpde.model import validation as va
 from tumorpde.model.compartments import check_scalars, load_scalars
 from tumorpde.model.objects import (
     Boundary,
+    Calibration,
     Config,
     Discretisation,
     Mesh,
@@ -85,6 +86,11 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
         rel = path.parent / cfg.mesh.file
         if rel.exists() or not Path(cfg.mesh.file).exists():
             cfg.mesh.file = str(rel)
+    if cfg.calibration is not None:
+        # data files are relative to the config file, or to the working directory
+        cfg.calibration.data = [str(path.parent / f) if not Path(f).is_absolute() and
+                                ((path.parent / f).exists() or not Path(f).exists()) else f
+                                for f in cfg.calibration.data]
     return cfg
 
 
@@ -224,6 +230,8 @@ def load_dict(data: dict[str, Any]) -> Config:
     if "drugs" in data or "therapy" in data:
         cfg.drugs = load_drugs(data.get("drugs", {}))
         cfg.therapy = load_therapies(data.get("therapy", []))
+    if "calibration" in data:
+        cfg.calibration = _calibration(va.table(data["calibration"], "calibration"))
     if "knockout" in data:
         ko = data["knockout"]
         if not isinstance(ko, list) or not all(isinstance(x, str) for x in ko):
@@ -294,6 +302,42 @@ def _parameter(v: Any, key: str) -> float | str | Parameter:
             p.range = va.number_list(d["range"], f"{key}.range", (2,))
         return p
     return _param_value(v, key)
+
+
+CALIBRATION_METHODS = ("lsq",)
+
+
+def _calibration(d: dict[str, Any]) -> Calibration:
+    d = va.fields(Calibration, d, "calibration")
+    c = Calibration()
+    if "data" in d:
+        files = d["data"]
+        if isinstance(files, str):
+            files = [files]
+        if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+            raise ConfigError("calibration.data", "expected a list of data file names")
+        c.data = list(files)
+    if "fit" in d:
+        fit = va.table(d["fit"], "calibration.fit")
+        for k, v in fit.items():
+            key = f"calibration.fit.{k}"
+            bounds = va.number_list(v, key, (0, 2)) if isinstance(v, list) else None
+            if bounds is None:
+                raise ConfigError(key, "expected bounds [LOW, HIGH] (or [] for the parameter's "
+                                       "range)")
+            if bounds and not bounds[0] < bounds[1]:
+                raise ConfigError(key, f"the bounds must have LOW < HIGH, got {bounds}")
+            c.fit[k] = list(bounds)
+    if "until" in d:
+        c.until = va.number(d["until"], "calibration.until")
+    if "method" in d:
+        c.method = va.string(d["method"], "calibration.method", CALIBRATION_METHODS)
+    if "starts" in d:
+        n = d["starts"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ConfigError("calibration.starts", f"expected a positive integer, got {n!r}")
+        c.starts = n
+    return c
 
 
 def _param_value(v: Any, key: str) -> float | str:

@@ -29,6 +29,7 @@ __all__ = [
     "Drug",
     "Therapy",
     "Scalar",
+    "Calibration",
     "Config",
 ]
 
@@ -315,6 +316,30 @@ class Scalar:
 
 
 @dataclass
+class Calibration:
+    """``[calibration]``: the data and parameters that a scenario is calibrated with.
+
+    ``tumorpde calibrate CONFIG`` uses them; its ``--data`` and ``--fit`` arguments add to
+    them (and ``--fit KEY=LOW:HIGH`` overrides the bounds given here).
+
+    Attributes:
+        data: Data files (CSV, see docs/calibration.md), relative to the config file.
+        fit: Parameter key (``rho`` or ``parameters.rho``) -> bounds ``[low, high]`` in the
+            parameter's units; an empty list takes the parameter's ``range``.
+        until: Fit only data with ``t <= until`` (later rows are forecast).
+        method: ``"lsq"`` (bounded least squares).
+        starts: Number of least-squares starts (the config's values, then a Latin
+            hypercube within the bounds).
+    """
+
+    data: list[str] = field(default_factory=list)
+    fit: dict[str, list[float]] = field(default_factory=dict)
+    until: float | None = None
+    method: str = "lsq"
+    starts: int = 1
+
+
+@dataclass
 class Config:
     """A whole simulation: the root of the TOML file.
 
@@ -338,5 +363,6 @@ class Config:
     scalars: dict[str, Scalar] = field(default_factory=dict)
     drugs: dict[str, Drug] = field(default_factory=dict)
     therapy: list[Therapy] = field(default_factory=list)
+    calibration: Calibration | None = None
     title: str = ""
     description: str = ""

@@ -1,0 +1,129 @@
+"""``tumorpde calibrate`` as child processes: outputs, serial = 2 ranks, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.subprocess
+
+MPIEXEC = str(Path(sys.executable).parent / "mpiexec")
+SETS = ["mesh.cells=[8, 8]", "time.end=0.03", "time.dt=0.0025", "solver.snes_rtol=1e-12",
+        "solver.snes_atol=1e-14", "parameters.chi=0.3"]
+
+
+def cli(*args: str, cwd: Path, np_: int = 1) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "tumorpde", *args]
+    if np_ > 1:
+        cmd = [MPIEXEC, "-n", str(np_), *cmd]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def calibrate(*args: str, cwd: Path, np_: int = 1) -> subprocess.CompletedProcess:
+    sets = [a for s in SETS for a in ("--set", s)]
+    return cli("calibrate", "keller-segel", *sets, "-q", *args, cwd=cwd, np_=np_)
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory) -> Path:
+    """Field samples of the model with chi = 0.5 (2 % noise) and total cells (exact)."""
+    import tumorpde as tp
+    from tumorpde.calibration.data import Data
+    from tumorpde.calibration.objective import Objective
+
+    folder = tmp_path_factory.mktemp("data")
+    problem = tp.Problem(tp.load("keller-segel", [*SETS[:-1], "output.progress=false"]))
+    rng = np.random.default_rng(4)
+    pts = rng.uniform(0.05, 0.95, size=(12, 2))
+    rows = [(t, f, p) for t in (0.01, 0.02, 0.03) for f in ("cells", "chemokine") for p in pts]
+    n = len(rows)
+    d = Data(Path("x"), "field", [], [], np.array([r[0] for r in rows]), [r[1] for r in rows],
+             np.zeros(n), np.ones(n), np.array([r[2] for r in rows]), np.arange(n))
+    model = Objective(problem, [d], ["chi"]).evaluate([0.5]).model
+    problem.destroy()
+    value = model * (1 + 0.02 * rng.standard_normal(n))
+    path = folder / "fields.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["t", "x", "y", "field", "value", "sigma", "replicate"])
+        for (t, fld, p), v, m in zip(rows, value, model, strict=True):
+            w.writerow([t, p[0], p[1], fld, v, 0.02 * abs(m), "r1"])
+    return path
+
+
+def test_calibrate_fits_forecasts_and_writes_its_outputs(tmp_path, data_file):
+    r = calibrate("--data", str(data_file), "--fit", "parameters.chi=0.05:2", "--until", "0.02",
+                  "-o", "cal", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "calibration converged" in r.stdout
+    out = tmp_path / "cal"
+    rec = json.loads((out / "calibration.json").read_text())
+    assert rec["status"] == "converged"
+    assert rec["n_data"] == 48  # rows with t <= 0.02
+    est = rec["parameters"]["parameters.chi"]
+    assert est["ci95"][0] <= 0.5 <= est["ci95"][1] and est["std"] > 0
+    assert set(rec) >= {"objective", "gradient", "aic", "bic", "evaluations", "timings"}
+    with open(out / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 72  # every row, fitted and forecast
+    assert list(rows[0])[:7] == ["t", "x", "y", "field", "value", "sigma", "replicate"]
+    assert {"fitted", "model", "lo", "hi"} <= set(rows[0])
+    assert {r["fitted"] for r in rows if float(r["t"]) > 0.02} == {"0"}
+    for row in rows:
+        assert float(row["lo"]) <= float(row["model"]) <= float(row["hi"])
+    assert (out / "fit" / "observables.csv").exists() and (out / "fit.png").exists()
+
+
+def test_the_gradient_on_two_ranks_equals_one_rank(tmp_path, data_file):
+    args = ("--data", str(data_file), "--fit", "chi=0.05:2", "--fit", "alpha=1:30",
+            "--fit", "Du=0.001:0.1", "--evaluate")
+    one = calibrate(*args, "-o", "one", cwd=tmp_path)
+    two = calibrate(*args, "-o", "two", cwd=tmp_path, np_=2)
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    g1 = json.loads((tmp_path / "one" / "calibration.json").read_text())
+    g2 = json.loads((tmp_path / "two" / "calibration.json").read_text())
+    assert g1["status"] == "evaluated"
+    for key, v in g1["gradient"].items():
+        assert abs(g2["gradient"][key] - v) <= 1e-9 * abs(v), key
+    assert g2["objective"] == pytest.approx(g1["objective"], rel=1e-12)
+
+
+@pytest.mark.parametrize("edit, args, message", [
+    ("fields,tumour", (), "unknown field (species) 'tumour'"),
+    ("0.5,0.5,cells->1.5,0.5,cells", (), "lies outside the mesh"),
+    ("value->nan", (), "not a finite number"),
+    ("drop-value", (), "misses the column(s) value"),
+    ("", ("--fit", "chi=0.6:2"), "do not contain the config's value 0.3"),
+    ("", ("--fit", "mesh.cells"), "is not a parameter of the model"),
+    ("", ("--fit", "chi=2:1"), "must have LOW < HIGH"),
+    ("", ("--method", "mcmc"), "not available yet"),
+])
+def test_bad_input_ends_with_status_2_and_one_line(tmp_path, data_file, edit, args, message):
+    text = data_file.read_text().splitlines()
+    if edit == "fields,tumour":
+        text[1] = text[1].replace(",cells,", ",tumour,")
+    elif edit.startswith("0.5"):
+        parts = text[1].split(",")
+        parts[1] = "1.5"
+        text[1] = ",".join(parts)
+    elif edit == "value->nan":
+        parts = text[2].split(",")
+        parts[4] = "nan"
+        text[2] = ",".join(parts)
+    elif edit == "drop-value":
+        text = [",".join(c for i, c in enumerate(line.split(",")) if i != 4) for line in text]
+    f = tmp_path / "data.csv"
+    f.write_text("\n".join(text) + "\n")
+    fit = () if any(a == "--fit" for a in args) else ("--fit", "chi=0.05:2")
+    r = calibrate("--data", str(f), *fit, *args, "-o", "bad", cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tumorpde: error:"), r.stderr
+    assert message in lines[0]
+    assert not (tmp_path / "bad").exists()

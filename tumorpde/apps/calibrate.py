@@ -1,0 +1,198 @@
+"""``tumorpde calibrate CONFIG --data FILE ... --fit KEY[=LOW:HIGH] ...``: fit, then predict.
+
+Writes into the output directory (``out/calibrate-NAME`` by default):
+
+* ``calibration.json``: ``status``, ``objective``, ``n_data``, ``parameters``
+  (``{KEY: {estimate, ci95: [lo, hi], std, bounds}}``), ``gradient`` (at the estimate,
+  or at the config's values with ``--evaluate``), ``aic``, ``bic``, ``noise``,
+  ``evaluations``, ``timings``, ``starts`` (every least-squares start);
+* ``predictions.csv``: every data row (fitted and forecast) with its columns, ``fitted``
+  (1 or 0), ``model``, ``lo``, ``hi`` (95 % confidence band);
+* ``fit/``: the run at the estimate (a run directory: ``tumorpde plot``, ``report``);
+* ``fit.png``: data against the model over time (fitted and forecast rows).
+
+``calibration.json`` is written last, so a directory without it is not a finished
+calibration.  Bad input (data, keys, bounds) ends before anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mpi4py import MPI
+
+import numpy as np
+
+from tumorpde.calibration.data import Data, read_all
+from tumorpde.calibration.fit import Fit, FitParameter, calibrate, write_json, write_predictions
+from tumorpde.errors import ConfigError
+
+__all__ = ["parse_fit", "run_calibration", "CalibrationRun"]
+
+
+@dataclass
+class CalibrationRun:
+    """What :func:`run_calibration` did."""
+
+    outdir: Path
+    fit: Fit
+    files: list[Path]
+
+
+def _bounds(text: str, key: str) -> list[float]:
+    lo_s, sep, hi_s = text.strip().partition(":")
+    try:
+        if not sep:
+            raise ValueError
+        lo, hi = float(lo_s), float(hi_s)
+    except ValueError:
+        raise ConfigError(f"--fit {key}", f"expected bounds LOW:HIGH, got {text.strip()!r}") \
+            from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or not lo < hi:
+        raise ConfigError(f"--fit {key}", f"the bounds {text.strip()} must have LOW < HIGH "
+                                          "(finite numbers)")
+    return [lo, hi]
+
+
+def _name(key: str, parameters: Any) -> str:
+    name = key[len("parameters."):] if key.startswith("parameters.") else key
+    if name not in parameters:
+        shown = ", ".join(sorted(parameters)) or "none"
+        raise ConfigError(f"--fit {key}", f"is not a parameter of the model (parameters: "
+                                          f"{shown})")
+    return name
+
+
+def parse_fit(items: Sequence[str], config: Any) -> list[FitParameter]:
+    """The fitted parameters: the ``[calibration] fit`` table, then ``--fit`` items.
+
+    A ``--fit KEY`` adds a parameter (or overrides the table's bounds with ``=LOW:HIGH``);
+    without bounds anywhere, the parameter's ``range`` is used.
+
+    Raises:
+        ConfigError: (key ``--fit KEY``) not a parameter, bad or missing bounds, nothing to fit.
+    """
+    table = dict(config.calibration.fit) if config.calibration is not None else {}
+    chosen: dict[str, tuple[str, list[float]]] = {}
+    for key, bounds in table.items():
+        chosen[_name(key, config.parameters)] = (key, list(bounds))
+    for item in items:
+        key, eq, rng = item.partition("=")
+        key = key.strip()
+        name = _name(key, config.parameters)
+        given = _bounds(rng, key) if eq else None
+        old = chosen.get(name)
+        chosen[name] = (key, given if given is not None else (old[1] if old else []))
+    if not chosen:
+        raise ConfigError("--fit", "nothing to fit: give --fit KEY[=LOW:HIGH] (or a "
+                                   "[calibration] fit table)")
+    out = []
+    for name, (key, bounds) in chosen.items():
+        if not bounds:
+            p = config.parameters[name]
+            rng = getattr(p, "range", None)
+            if not rng:
+                raise ConfigError(f"--fit {key}", "has no bounds: give --fit "
+                                                  f"{key}=LOW:HIGH (or a range in [parameters])")
+            bounds = [float(rng[0]), float(rng[1])]
+        out.append(FitParameter(key, name, float(bounds[0]), float(bounds[1])))
+    return out
+
+
+def _data_files(items: Sequence[str], config: Any) -> list[str]:
+    table = list(config.calibration.data) if config.calibration is not None else []
+    return table + [f for f in items if f not in table]
+
+
+def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
+                    until: float | None = None, method: str | None = None,
+                    evaluate: bool = False, output: str | Path | None = None,
+                    overrides: Sequence[str] = (), starts: int | None = None, seed: int = 0,
+                    comm: MPI.Comm = MPI.COMM_WORLD) -> CalibrationRun:
+    """Calibrate a config against data files and write the results (collective).
+
+    Raises:
+        ConfigError: Bad input; nothing is written.
+    """
+    from tumorpde.model.config import find_config
+    from tumorpde.problem import Problem, load_config
+
+    path = find_config(config_arg)
+    config = load_config(path, list(overrides))
+    cal = config.calibration
+    method = method or (cal.method if cal is not None else "lsq")
+    if method != "lsq":
+        raise ConfigError("--method", f"{method!r} is not available yet (use lsq)")
+    params = parse_fit(fit, config)
+    files = _data_files(data, config)
+    datasets = read_all(files)
+    until = until if until is not None else (cal.until if cal is not None else None)
+    starts = starts or (cal.starts if cal is not None else 1)
+    outdir = Path(output) if output else Path("out") / f"calibrate-{path.stem}"
+    if outdir.exists() and not outdir.is_dir():
+        raise ConfigError("--output", f"{outdir} exists and is not a directory")
+    problem = Problem(config, comm)
+    result = calibrate(problem, datasets, params, until=until, starts=starts, seed=seed,
+                       evaluate_only=evaluate)
+    if comm.rank == 0:
+        outdir.mkdir(parents=True, exist_ok=True)
+        stale = outdir / "calibration.json"
+        if stale.exists():
+            stale.unlink()
+    comm.Barrier()
+    written: list[Path] = []
+    if math.isfinite(result.objective):
+        problem.solve(output=outdir / "fit")
+        written.append(outdir / "fit")
+    if comm.rank == 0:
+        if result.predictions:
+            written.append(write_predictions(outdir / "predictions.csv", datasets, result))
+            written.append(_figure(outdir / "fit.png", datasets, result))
+        record = result.to_json(method=method, until=until, config=str(path),
+                                data=[str(d.path) for d in datasets],
+                                ranks=comm.size)
+        written.append(write_json(outdir / "calibration.json", record))
+    problem.destroy()
+    return CalibrationRun(outdir, result, written)
+
+
+def _figure(path: Path, data: Sequence[Data], fit: Fit) -> Path:
+    """Data and model over time, one panel per measured quantity (points: fitted / forecast)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pred = fit.predictions
+    panels: dict[str, list[int]] = {}
+    i = 0
+    for d in data:
+        for name in d.name:
+            panels.setdefault(f"{d.kind} {name}", []).append(i)
+            i += 1
+    t = np.concatenate([d.t for d in data])
+    value = np.concatenate([d.value for d in data])
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
+    for ax, (label, idx) in zip(axes[0], panels.items(), strict=True):
+        idx_a = np.array(idx)
+        fitted = fit.fitted[idx_a]
+        ax.plot(t[idx_a][fitted], value[idx_a][fitted], "o", ms=3, color="0.3", label="data (fitted)")
+        if (~fitted).any():
+            ax.plot(t[idx_a][~fitted], value[idx_a][~fitted], "s", ms=3, mfc="none", color="0.3",
+                    label="data (forecast)")
+        ax.plot(t[idx_a], pred["model"][idx_a], "x", ms=4, color="C3", label="model")
+        if "lo" in pred:
+            ax.vlines(t[idx_a], pred["lo"][idx_a], pred["hi"][idx_a], color="C3", alpha=0.4,
+                      lw=1, label="95 % band")
+        ax.set_title(label)
+        ax.set_xlabel("t")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
