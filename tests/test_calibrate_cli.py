@@ -34,8 +34,8 @@ def calibrate(*args: str, cwd: Path, np_: int = 1) -> subprocess.CompletedProces
 def data_file(tmp_path_factory) -> Path:
     """Field samples of the model with chi = 0.5 (2 % noise) and total cells (exact)."""
     import tumorpde as tp
-    from tumorpde.calibration.data import Data
     from tumorpde.calibration.objective import Objective
+    from tumorpde.io.data import Data
 
     folder = tmp_path_factory.mktemp("data")
     problem = tp.Problem(tp.load("keller-segel", [*SETS[:-1], "output.progress=false"]))

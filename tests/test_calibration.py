@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import tumorpde as tp
-from tumorpde.calibration.data import Data, read_data
 from tumorpde.calibration.fit import FitParameter, calibrate, information_criteria
 from tumorpde.calibration.objective import Objective
 from tumorpde.errors import ConfigError
+from tumorpde.io.data import Data, read_data
 
 KS = ["mesh.cells=[8, 8]", "time.end=0.02", "time.dt=0.002", "output.progress=false",
       "solver.snes_rtol=1e-12", "solver.snes_atol=1e-14", "parameters.a0=0.5",

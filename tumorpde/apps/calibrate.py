@@ -27,9 +27,9 @@ from mpi4py import MPI
 
 import numpy as np
 
-from tumorpde.calibration.data import Data, read_all
 from tumorpde.calibration.fit import Fit, FitParameter, calibrate, write_json, write_predictions
 from tumorpde.errors import ConfigError
+from tumorpde.io.data import Data, read_all
 
 __all__ = ["parse_fit", "run_calibration", "CalibrationRun"]
 

@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from tumorpde.calibration.data import Data
 from tumorpde.calibration.objective import Objective
 from tumorpde.errors import ConfigError, SolverError
+from tumorpde.io.data import Data
 
 __all__ = ["Fit", "FitParameter", "calibrate", "information_criteria", "covariance",
            "latin_hypercube"]
@@ -176,7 +176,7 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
 
     Args:
         problem: The :class:`~tumorpde.problem.Problem` (reset and rerun; nothing recompiled).
-        data: Data files (:func:`~tumorpde.calibration.data.read_data`).
+        data: Data files (:func:`~tumorpde.io.data.read_data`).
         parameters: What to fit, with bounds (the config's value must lie inside them).
         until: Fit only rows with ``t <= until``; later rows are forecast.
         starts: Number of starts (the config's values, then Latin-hypercube points).

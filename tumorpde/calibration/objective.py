@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from tumorpde.calibration.data import Data
 from tumorpde.calibration.operators import operator_for
 from tumorpde.calibration.sensitivity import Recorder, Sensitivity, unsupported
 from tumorpde.errors import ConfigError, SolverError
+from tumorpde.io.data import Data
 
 __all__ = ["Objective", "Evaluation"]
 
@@ -57,7 +57,7 @@ class Objective:
     Args:
         problem: A :class:`~tumorpde.problem.Problem` (reset and rerun at each evaluation:
             nothing is recompiled).
-        data: The data files (:func:`~tumorpde.calibration.data.read_data`).
+        data: The data files (:func:`~tumorpde.io.data.read_data`).
         parameters: Names of ``[parameters]`` entries (the order of ``p``).
         times: More times for the run to land on (besides the data's), so that two
             objectives on the same problem step alike.

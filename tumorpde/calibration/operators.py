@@ -1,6 +1,6 @@
 """Observation operators: what the model says about each data row, and its derivative.
 
-An operator binds one :class:`~tumorpde.calibration.data.Data` to a
+An operator binds one :class:`~tumorpde.io.data.Data` to a
 :class:`~tumorpde.problem.Problem` and offers, for the rows measured at one time,
 
 * ``evaluate(rows)``: the model's values (the same on every rank);
@@ -23,9 +23,9 @@ from mpi4py import MPI
 
 import numpy as np
 
-from tumorpde.calibration.data import Data
 from tumorpde.compat import coordinate_element, geometry_dofmap, import_dolfinx
 from tumorpde.errors import ConfigError
+from tumorpde.io.data import Data
 
 __all__ = ["FieldSamples", "ObservableSamples", "operator_for", "observable_columns"]
 

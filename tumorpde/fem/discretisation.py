@@ -398,8 +398,26 @@ class Discretisation:
         for name in spec.names:
             s = spec.species[name]
             req = un.required_units("initial", L, T, s.unit) if spec.has_units else None
-            comps.append(self.lower(s.initial, req, None))
+            comps.append(self._data_field(s) if s.initial_data is not None else
+                         self.lower(s.initial, req, None))
         return ufl.as_vector(comps) if self.n > 1 else comps[0]
+
+    def _data_field(self, s: Any) -> Any:
+        """The initial field of a species from data samples (interpolated once, then kept)."""
+        cache = self.__dict__.setdefault("_data_fields", {})
+        if s.name not in cache:
+            from tumorpde.fem.datafields import interpolator, samples_at
+
+            path, t0 = s.initial_data
+            key = f"species.{s.name}.initial.data"
+            tc = self.spec.config.time
+            pts, vals = samples_at(path, s.name, t0, self.domain.gdim, key,
+                                   1e-9 * max(tc.end - tc.start, abs(t0), 1e-300))
+            f = fem.Function(self.V0, name=f"{s.name}_data")
+            f.interpolate(interpolator(pts, vals, key))
+            f.x.scatter_forward()
+            cache[s.name] = f
+        return cache[s.name]
 
     def set_initial(self) -> None:
         """Interpolate the initial conditions into ``u`` and the history."""

@@ -49,8 +49,8 @@ from tumorpde.model.spec import (
     term_factor,
 )
 
-__all__ = ["load", "read_data", "load_dict", "parse_set", "apply_overrides", "check", "Spec",
-           "to_dict", "validate", "EXAMPLES_DIR", "find_config", "merge", "resolve_extends",
+__all__ = ["load", "read_data", "initial_data", "load_dict", "parse_set", "apply_overrides",
+           "check", "Spec", "to_dict", "validate", "EXAMPLES_DIR", "find_config", "merge", "resolve_extends",
            "TermSpec", "SpeciesSpec", "ObservableSpec", "symbol_dims", "term_factor", "check_units"]
 
 EXAMPLES_DIR = Path(__file__).parent.parent / "examples"
@@ -86,6 +86,12 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
         rel = path.parent / cfg.mesh.file
         if rel.exists() or not Path(cfg.mesh.file).exists():
             cfg.mesh.file = str(rel)
+    for s in cfg.species.values():
+        src = initial_data(s)
+        if src is not None and not Path(src[0]).is_absolute():
+            rel = path.parent / src[0]
+            if rel.exists() or not Path(src[0]).exists():
+                s.initial = {**dict(s.initial), "data": str(rel)}  # type: ignore[arg-type]
     if cfg.calibration is not None:
         # data files are relative to the config file, or to the working directory
         cfg.calibration.data = [str(path.parent / f) if not Path(f).is_absolute() and
@@ -304,6 +310,28 @@ def _parameter(v: Any, key: str) -> float | str | Parameter:
     return _param_value(v, key)
 
 
+def _initial_data(v: dict[str, Any], key: str) -> dict[str, Any]:
+    """``{data = "FILE.csv", time = T0}``: an initial condition from field samples."""
+    unknown = sorted(set(v) - {"data", "time"})
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}", "unknown key (an initial condition from data "
+                                                 "takes data and time)")
+    out: dict[str, Any] = {"data": va.string(v["data"], f"{key}.data")}
+    if not out["data"]:
+        raise ConfigError(f"{key}.data", "expected a data file name")
+    if "time" in v:
+        out["time"] = va.number(v["time"], f"{key}.time")
+    return out
+
+
+def initial_data(s: Species) -> tuple[str, float | None] | None:
+    """``(file, time)`` of a species whose initial condition comes from data, else None."""
+    v = s.initial
+    if isinstance(v, dict) and "data" in v:
+        return str(v["data"]), (float(v["time"]) if "time" in v else None)
+    return None
+
+
 CALIBRATION_METHODS = ("lsq",)
 
 
@@ -378,7 +406,9 @@ def _species(data: Any, key: str) -> Species:
     if "reaction" in d:
         s.reaction = va.scalar_or_expr(d["reaction"], f"{key}.reaction")
     if "initial" in d:
-        s.initial = va.coefficient(d["initial"], f"{key}.initial")
+        v = d["initial"]
+        s.initial = _initial_data(v, f"{key}.initial") if isinstance(v, dict) and "data" in v \
+            else va.coefficient(v, f"{key}.initial")
     if "diffuses" in d:
         s.diffuses = va.boolean(d["diffuses"], f"{key}.diffuses")
     if "units" in d:
@@ -676,7 +706,9 @@ def _species_spec(cfg: Config, index: int, name: str, s: Species, field_syms: se
     diff = parse_term(s.diffusion, f"{key}.diffusion", field_syms) if s.diffuses else None
     if not s.diffuses and not _is_zero(s.diffusion):
         raise ConfigError(f"{key}.diffusion", "is given but the species has diffuses = false")
-    initial = parse_term(s.initial, f"{key}.initial", const_syms | definitions)
+    from_data = initial_data(s)
+    initial = parse_term(0.0 if from_data else s.initial, f"{key}.initial",
+                         const_syms | definitions)
     reaction = parse_term(s.reaction, f"{key}.reaction", field_syms)
     if reaction.regions:
         raise ConfigError(f"{key}.reaction", "expected an expression (use where() or region "
@@ -700,7 +732,11 @@ def _species_spec(cfg: Config, index: int, name: str, s: Species, field_syms: se
         if term is not None and term.regions:
             for r in set(term.regions) - {"default"}:
                 regions_used.setdefault(r, f"{term.key}.{r}")
+    if from_data is not None:
+        t0 = from_data[1] if from_data[1] is not None else cfg.time.start
+        from_data = (from_data[0], t0)
     if name in cfg.knockout:
+        from_data = None
         initial = TermSpec(f"{key}.initial", expr=ex.Num(0.0))
         reaction = TermSpec(f"{key}.reaction", expr=ex.Num(0.0))
         taxis, bcs = [], {}
@@ -710,7 +746,7 @@ def _species_spec(cfg: Config, index: int, name: str, s: Species, field_syms: se
         for r, v in s.diffusion.items():
             if isinstance(v, int | float) and v < 0:
                 raise ConfigError(f"{key}.diffusion.{r}", f"must not be negative, got {v}")
-    return SpeciesSpec(name, index, diff, reaction, initial, taxis, bcs, unit)
+    return SpeciesSpec(name, index, diff, reaction, initial, taxis, bcs, unit, from_data)
 
 
 def _observable_spec(cfg: Config, oname: str, ob: Observable, global_syms: set[str],

@@ -174,7 +174,10 @@ class Species:
     Attributes:
         diffusion: D (coefficient); ignored when ``diffuses`` is false.
         reaction: Reaction/source term (expression in all species, parameters, x, y, z, t).
-        initial: Initial value (coefficient).
+        initial: Initial value (coefficient), or ``{data = "FILE.csv", time = T0}``: the
+            field samples of this species at ``T0`` (default ``time.start``) in a data file
+            (``t, x[, y, z], field, value``; replicates averaged), interpolated linearly
+            and constant (the nearest sample) outside the data's hull.
         taxis: Taxis terms.
         diffuses: False for ECM-like fields solved as local ODEs at each point.
         boundary: Boundary name -> :class:`Boundary`.

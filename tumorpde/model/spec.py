@@ -47,6 +47,8 @@ class SpeciesSpec:
     taxis: list[tuple[str, TermSpec]]
     boundary: dict[str, dict[str, TermSpec]]
     unit: Any
+    #: ``(file, time)`` when the initial condition comes from field samples in a data file
+    initial_data: tuple[str, float] | None = None
 
 
 @dataclass

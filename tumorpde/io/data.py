@@ -14,7 +14,8 @@ with ``#`` are comments; a UTF-8 byte-order mark is ignored.
 
 Everything here is plain numpy: the checks against a model (names, coordinates, times) are
 :meth:`Data.check`; the checks against a mesh are made by the observation operators
-(:mod:`tumorpde.calibration.operators`).
+(:mod:`tumorpde.calibration.operators`; the initial conditions of
+:mod:`tumorpde.fem.datafields` read the same files).
 """
 
 from __future__ import annotations
