@@ -8,7 +8,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["stroma-dependence", "cafs", "immune-polarisation", "stem-cell-niche",
-         "metastatic-potential", "cohort", "virtual-trial"]
+         "metastatic-potential", "cohort", "virtual-trial", "scratch-assay"]
 
 
 def fmt(v: object) -> str:
@@ -33,5 +33,7 @@ for name in ORDER:
               "| quantity | value |", "|---|---|"]
     lines += [f"| {k} | {fmt(v)} |" for k, v in data["summary"].items()]
     lines.append("")
+    if data.get("conclusion"):
+        lines += [data["conclusion"], ""]
 (HERE / "RESULTS.md").write_text("\n".join(lines) + "\n")
 print(f"wrote {HERE / 'RESULTS.md'}")

@@ -77,3 +77,18 @@ def test_cohort_correlations(tmp_path):
         assert -1.0 <= v["spearman_rho"] <= 1.0
     # angiogenesis early on goes with a larger tumour later (robust even with 8 tumours)
     assert s["early angiogenesis vs final burden"]["spearman_rho"] > 0.3
+
+
+def test_scratch_assay_calibrates_both_models_on_the_real_data(tmp_path):
+    s = experiment("scratch-assay", tmp_path)
+    for variant in ("from-0h", "from-12h"):
+        for model in ("fisher-kpp", "porous-fisher"):
+            for n in (10, 16):
+                D, r = s[f"{variant}_{model}_D_{n}k"], s[f"{variant}_{model}_r_{n}k"]
+                assert 50 < D < 5000 and 0.001 < r < 0.2  # inside the bounds, not on them
+            assert 0 < s[f"{variant}_{model}_mean_forecast_rel_rmse_48h"] < 1
+        assert s[f"{variant}_prediction_D_drifts_less_with_porous_fisher"] in ("holds",
+                                                                               "does not hold")
+    # growth slows with seeding density in both models (the lag is not captured)
+    assert s["from-0h_fisher-kpp_r_16k"] < s["from-0h_fisher-kpp_r_10k"]
+    assert (tmp_path / "runs" / "from-0h" / "fisher-kpp-10" / "calibration.json").exists()

@@ -112,6 +112,7 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
                     until: float | None = None, method: str | None = None,
                     evaluate: bool = False, output: str | Path | None = None,
                     overrides: Sequence[str] = (), starts: int | None = None, seed: int = 0,
+                    progress: bool | None = None,
                     comm: MPI.Comm = MPI.COMM_WORLD) -> CalibrationRun:
     """Calibrate a config against data files and write the results (collective).
 
@@ -146,7 +147,7 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
     comm.Barrier()
     written: list[Path] = []
     if math.isfinite(result.objective):
-        problem.solve(output=outdir / "fit")
+        problem.solve(output=outdir / "fit", progress=progress)
         written.append(outdir / "fit")
     if comm.rank == 0:
         if result.predictions:

@@ -390,7 +390,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         raise ConfigError("--starts", f"must be at least 1, got {args.starts}")
     res = run_calibration(args.config, args.data, args.fit, until=args.until,
                           method=args.method, evaluate=args.evaluate, output=args.output,
-                          overrides=args.set, starts=args.starts, seed=args.seed)
+                          overrides=args.set, starts=args.starts, seed=args.seed,
+                          progress=False if args.quiet else None)
     fit = res.fit
     if fit.status == "failed":
         _say(f"tumorpde: calibration failed: {fit.message}; see "
