@@ -29,6 +29,8 @@ EXPECTED = {
     "04_results_and_plots": ["observables.png", "fields.png", "quickstart-run/observables.csv",
                              "quickstart-run/run.json", "quickstart-run/fields.xdmf",
                              "quickstart-run/fields.h5"],
+    "05_calibration": ["fit.png", "measurements.csv", "cli/calibration.json",
+                       "cli/predictions.csv"],
 }
 HEADER = """\
 # ---
