@@ -99,8 +99,27 @@ def parse_fit(items: Sequence[str], config: Any) -> list[FitParameter]:
                 raise ConfigError(f"--fit {key}", "has no bounds: give --fit "
                                                   f"{key}=LOW:HIGH (or a range in [parameters])")
             bounds = [float(rng[0]), float(rng[1])]
-        out.append(FitParameter(key, name, float(bounds[0]), float(bounds[1])))
+        unit, scale = _unit(config, name)
+        out.append(FitParameter(key, name, float(bounds[0]), float(bounds[1]), unit, scale))
     return out
+
+
+def _unit(config: Any, name: str) -> tuple[str, float]:
+    """The unit a parameter's value is written in, and model units per that unit."""
+    from tumorpde.model import units as un
+    from tumorpde.model.objects import Parameter
+
+    v = config.parameters[name]
+    value = v.value if isinstance(v, Parameter) else v
+    if not isinstance(value, str) or config.units is None:
+        return "", 1.0
+    _, unit = un.parse_quantity(value, f"parameters.{name}", True)
+    if unit is None:
+        return "", 1.0
+    ureg = un.registry()
+    model = un.canonical(1.0, unit, ureg.Unit(config.units.length), ureg.Unit(config.units.time))
+    return str(value.strip().split(None, 1)[1]) if " " in value.strip() else f"{unit:~}", \
+        float(model[0])
 
 
 def _data_files(items: Sequence[str], config: Any) -> list[str]:

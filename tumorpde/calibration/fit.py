@@ -47,14 +47,19 @@ class FitParameter:
     Attributes:
         key: The key as given (``parameters.rho`` or ``rho``).
         name: The ``[parameters]`` entry.
-        low: Lower bound.
+        low: Lower bound (in ``unit``).
         high: Upper bound.
+        unit: The unit of the bounds and the estimate: the one the parameter's value is
+            written in ("" for a plain number).
+        scale: Model units per ``unit`` (1 for a plain number).
     """
 
     key: str
     name: str
     low: float
     high: float
+    unit: str = ""
+    scale: float = 1.0
 
 
 @dataclass
@@ -85,7 +90,7 @@ class Fit:
             return float(v) if math.isfinite(v) else None
 
         params = {p.key: {"estimate": float(e), "std": num(s), "ci95": [num(lo), num(hi)],
-                          "bounds": [p.low, p.high], "parameter": p.name}
+                          "bounds": [p.low, p.high], "parameter": p.name, "unit": p.unit}
                   for p, e, s, (lo, hi) in zip(self.parameters, self.estimate, self.std,
                                                self.ci95, strict=True)}
         return {"status": self.status, "message": self.message, "objective": num(self.objective),
@@ -192,7 +197,8 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
     names = [p.name for p in parameters]
     low = np.array([p.low for p in parameters], dtype=float)
     high = np.array([p.high for p in parameters], dtype=float)
-    full = Objective(problem, data, names)  # checks every row (fitted and forecast)
+    scales = [p.scale for p in parameters]
+    full = Objective(problem, data, names, scales=scales)  # checks every row
     x0 = full.start()
     for p, v in zip(parameters, x0, strict=True):
         if not p.low <= v <= p.high:
@@ -204,7 +210,7 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
     fit_data = [d for d in fit_data if len(d)]
     if not fit_data:
         raise ConfigError("--until", f"no data row has t <= {until:g}: nothing to fit")
-    obj = Objective(problem, fit_data, names, times=full.times)
+    obj = Objective(problem, fit_data, names, times=full.times, scales=scales)
     sigma_given = any(("sigma" in d.columns) for d in fit_data)
     runs: list[dict[str, Any]] = []
     best_x, best_f, status = x0, float("inf"), "failed"
@@ -254,7 +260,7 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
     obj.destroy()
     full.destroy()
     if math.isfinite(best_f):
-        problem.reset(dict(zip(names, best_x, strict=True)), times=full.times)
+        problem.reset(dict(zip(names, best_x * np.array(scales), strict=True)), times=full.times)
     return fit
 
 

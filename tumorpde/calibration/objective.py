@@ -61,6 +61,9 @@ class Objective:
         parameters: Names of ``[parameters]`` entries (the order of ``p``).
         times: More times for the run to land on (besides the data's), so that two
             objectives on the same problem step alike.
+        scales: ``p`` is in units whose value times ``scales`` is in the model's units
+            (the units a parameter is written in, e.g. ``"0.02 1/hour"`` in a model timed
+            in days: scale 24); default 1.
 
     Raises:
         ConfigError: Data that do not fit the model (names, coordinates, times, points
@@ -68,12 +71,14 @@ class Objective:
     """
 
     def __init__(self, problem: Any, data: Sequence[Data], parameters: Sequence[str],
-                 times: Sequence[float] = ()) -> None:
+                 times: Sequence[float] = (), scales: Sequence[float] | None = None) -> None:
         why = unsupported(problem, parameters)
         if why:
             raise ConfigError("calibration", why)
         self.problem = problem
         self.names = list(parameters)
+        self.scales = np.ones(len(self.names)) if scales is None else \
+            np.asarray(scales, dtype=float)
         self.data = list(data)
         self.operators = [operator_for(problem, d) for d in self.data]
         self.times = sorted({t for op in self.operators for t in op.times} | set(times))
@@ -98,8 +103,9 @@ class Objective:
         return self._sens
 
     def start(self) -> np.ndarray:
-        """The parameter values of the config."""
-        return np.array([self.problem.spec.parameters[n][0] for n in self.names], dtype=float)
+        """The parameter values of the config (divided by ``scales``)."""
+        return np.array([self.problem.spec.parameters[n][0] for n in self.names],
+                        dtype=float) / self.scales
 
     # ------------------------------------------------------------------ forward
     def evaluate(self, p: Sequence[float]) -> Evaluation:
@@ -109,7 +115,7 @@ class Objective:
             return self._last
         t0 = time.perf_counter()
         pb = self.problem
-        pb.reset(dict(zip(self.names, p, strict=True)), times=self.times)
+        pb.reset(dict(zip(self.names, p * self.scales, strict=True)), times=self.times)
         rec = Recorder()
         self.evaluations += 1
         try:
@@ -163,7 +169,7 @@ class Objective:
                 disc.u.x.array[:] = ev.states[n].u
                 local = op.transpose(rows, w[self.offsets[k] + rows], sens.size)
                 dJ[n] = dJ.get(n, 0.0) + sens.reverse_add(local)
-        g = sens.gradient(ev.states, dJ)
+        g = sens.gradient(ev.states, dJ) * self.scales
         disc.u.x.array[:] = final
         self.seconds["adjoint"] += time.perf_counter() - t0
         return g
@@ -188,7 +194,7 @@ class Objective:
                     out[self.offsets[k] + rows, j] = op.tangent(rows, du[n][j])
         disc.u.x.array[:] = final
         self.seconds["tangent"] += time.perf_counter() - t0
-        return out / self.sigma[:, None]
+        return out / self.sigma[:, None] * self.scales[None, :]
 
     def destroy(self) -> None:
         """Free the PETSc objects of the derivatives."""
