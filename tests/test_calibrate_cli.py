@@ -127,3 +127,17 @@ def test_bad_input_ends_with_status_2_and_one_line(tmp_path, data_file, edit, ar
     assert len(lines) == 1 and lines[0].startswith("tumorpde: error:"), r.stderr
     assert message in lines[0]
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_field_parameter_is_fitted_node_by_node(tmp_path, data_file):
+    r = calibrate("--data", str(data_file), "--set", "parameters.alpha={value=10.0, field=true}",
+                  "--fit", "alpha=1:40", "--regularise", "alpha=1e-4", "-o", "field", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads((tmp_path / "field" / "calibration.json").read_text())
+    a = rec["parameters"]["alpha"]
+    assert a["field"] is True and a["nodes"] == 81 and a["regularisation"] == 1e-4
+    assert 1 <= a["min"] <= a["estimate"] <= a["max"] <= 40
+    assert (tmp_path / "field" / "parameter-fields.xdmf").exists()
+    bad = calibrate("--data", str(data_file), "--fit", "chi=0.05:2", "--regularise", "alpha=1",
+                    "-o", "bad", cwd=tmp_path)
+    assert bad.returncode == 2 and "is not a fitted parameter" in bad.stderr

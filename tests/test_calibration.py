@@ -221,3 +221,98 @@ def test_parameters_in_dirichlet_values_are_refused():
     with pytest.raises(ConfigError, match="Dirichlet"):
         Objective(p, data, ["a0"]).gradient([0.5])
     p.destroy()
+
+
+# ----------------------------------------------------------------------------- parameter fields
+def field_problem(comm: MPI.Comm = MPI.COMM_WORLD) -> tp.Problem:
+    """Keller-Segel with the chemokine production rate ``alpha`` a field (field = true)."""
+    return tp.Problem(tp.load("keller-segel", [*KS, *OBS, "parameters.alpha={value=10.0, field=true}"]),
+                      comm)
+
+
+def field_objective(problem: tp.Problem) -> Objective:
+    data = [field_data(), observable_data()]
+    synthetic(problem, data, ["chi"])
+    for d in data:
+        d.value *= 1 + 0.1 * np.cos(np.arange(len(d)))
+    return Objective(problem, data, ["chi"], fields=["alpha"], regularisation={"alpha": 1e-3})
+
+
+def nodal(obj: Objective, f) -> np.ndarray:
+    """A function of the coordinates at every node, in the field's global numbering."""
+    V0 = obj.problem.disc.V0
+    xyz = V0.tabulate_dof_coordinates()
+    return obj.layout.gather(f(xyz[:, 0], xyz[:, 1]))
+
+
+def test_a_parameter_field_is_a_function_that_reset_sets():
+    p = field_problem()
+    f = p.parameter_fields["alpha"]
+    np.testing.assert_allclose(f.x.array, 10.0)
+    first = p.solve().observables["total_chemokine"][-1]
+    xyz = f.function_space.tabulate_dof_coordinates()
+    p.reset({"alpha": 10.0 * (1 + xyz[:, 0])})
+    assert p.solve().observables["total_chemokine"][-1] > 1.3 * first
+    with pytest.raises(ConfigError, match="a field takes a number or"):
+        p.reset({"alpha": np.ones(3)})
+    with pytest.raises(ConfigError, match="alpha"):  # not usable where numbers are needed
+        tp.Problem(tp.load("keller-segel", [*KS, "parameters.alpha={value=10.0, field=true}",
+                                            'observables.a.value="alpha"']))
+    p.destroy()
+
+
+def test_the_taylor_remainder_is_second_order_for_a_parameter_field():
+    problem = field_problem()
+    obj = field_objective(problem)
+    p0 = obj.start()
+    g = obj.gradient(p0)
+    assert g.size == 1 + obj.layout.size
+    # a smooth and a rough direction, scalar and field together
+    for wave in (lambda x, y: np.sin(3 * x) * np.cos(2 * y), lambda x, y: np.cos(17 * x * y)):
+        dp = np.concatenate([[0.05], 3.0 * nodal(obj, wave)])
+        J0 = obj(p0)
+        eps = [0.2 / 2 ** k for k in range(4)]
+        rem = [abs(obj(p0 + e * dp) - J0 - e * float(g @ dp)) for e in eps]
+        rates = [np.log2(rem[k] / rem[k + 1]) for k in range(3)]
+        assert all(abs(r - 2.0) < 0.05 for r in rates), rates
+    obj.destroy()
+    problem.destroy()
+
+
+def test_a_field_gradient_is_the_same_on_one_rank_and_on_all(comm):
+    """Directional derivatives along coordinate-defined directions (numbering-free)."""
+    values = []
+    for c in (MPI.COMM_SELF, comm):
+        problem = field_problem(c)
+        obj = field_objective(problem)
+        p0 = obj.start()
+        g = obj.gradient(p0)
+        d = nodal(obj, lambda x, y: np.exp(-((x - 0.4) ** 2 + (y - 0.6) ** 2) / 0.05))
+        values.append((g[0], float(g[1:] @ d), float(g[1:].sum()), obj(p0)))
+        obj.destroy()
+        problem.destroy()
+    np.testing.assert_allclose(values[1], values[0], rtol=1e-9)
+
+
+def test_a_parameter_field_is_recovered_from_noise_free_data():
+    truth = field_problem()
+    xyz = truth.parameter_fields["alpha"].function_space.tabulate_dof_coordinates()
+    exact = 10.0 * (1 + 0.5 * xyz[:, 0])
+    data = [field_data(times=(0.01, 0.02), npts=30, seed=8)]
+    data[0] = data[0].select(np.array([n == "chemokine" for n in data[0].name]))
+    obj = Objective(truth, data, [], fields=["alpha"])
+    model = obj.evaluate(obj.layout.gather(exact)).model
+    data[0].value[:] = model
+    obj.destroy()
+    truth.destroy()
+    start = field_problem()
+    fit = calibrate(start, data, [FitParameter("alpha", "alpha", 1.0, 40.0)],
+                    regularisation={"alpha": 1e-7})
+    assert fit.status == "converged" and fit.objective < 1e-5  # penalty of the truth: 1.25e-6
+    est = start.parameter_fields["alpha"].x.array  # the problem is left at the estimate
+    owned = start.disc.V0.dofmap.index_map.size_local
+    err = np.abs(est[:owned] - exact[:owned]) / exact[:owned]
+    # the mean is pinned well; nodes far from every sample are set by the regulariser
+    assert abs(fit.estimate[0] - 12.5) < 0.1
+    assert MPI.COMM_WORLD.allreduce(float(np.median(err)) if owned else 0.0, op=MPI.MAX) < 0.05
+    start.destroy()

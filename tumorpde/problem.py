@@ -257,8 +257,11 @@ class Problem:
         """Go back to ``time.start``, optionally with new parameter values (no recompilation).
 
         Args:
-            parameters: ``[parameters]`` name -> new value (in the parameter's own unit);
-                the initial conditions and boundary values are evaluated again with them.
+            parameters: ``[parameters]`` name -> new value in the model's units; the
+                initial conditions and boundary values are evaluated again with them.  A
+                field parameter (``field = true``) takes a number (everywhere) or the
+                array of its function's values (``problem.parameter_fields[name].x.array``:
+                owned nodes, then ghosts).
             times: Extra times that steps must land on exactly (e.g. the times of data).
 
         Raises:
@@ -269,9 +272,19 @@ class Problem:
             if name not in self.spec.parameters:
                 raise ConfigError(f"parameters.{name}", "is not a parameter of the model "
                                   f"(parameters: {', '.join(sorted(self.spec.parameters))})")
-            if not math.isfinite(float(value)):
-                raise ConfigError(f"parameters.{name}", f"must be finite, got {value!r}")
-            disc.constants[name].value = float(value)
+            arr = np.asarray(value, dtype=float)
+            if not np.all(np.isfinite(arr)):
+                raise ConfigError(f"parameters.{name}", "must be finite")
+            if name in disc.parameter_fields:
+                f = disc.parameter_fields[name]
+                if arr.ndim and arr.shape != f.x.array.shape:
+                    raise ConfigError(f"parameters.{name}", f"a field takes a number or "
+                                      f"{f.x.array.size} values, got {arr.size}")
+                f.x.array[:] = arr
+            elif arr.ndim:
+                raise ConfigError(f"parameters.{name}", "is a number (not a field parameter)")
+            else:
+                disc.constants[name].value = float(arr)
         disc.t.value = self.config.time.start
         disc.set_initial()
         self.couplings.restore(self._couplings_start)
@@ -280,8 +293,14 @@ class Problem:
 
     @property
     def parameters(self) -> dict[str, float]:
-        """The current value of every ``[parameters]`` entry (in its own unit)."""
-        return {n: float(self.disc.constants[n].value) for n in self.spec.parameters}
+        """The current value of every scalar ``[parameters]`` entry (in the model's units)."""
+        return {n: float(self.disc.constants[n].value) for n in self.spec.parameters
+                if n not in self.spec.fields}
+
+    @property
+    def parameter_fields(self) -> dict[str, Any]:
+        """Field parameter name -> its ``dolfinx.fem.Function`` (set it between runs)."""
+        return dict(self.disc.parameter_fields)
 
     # ------------------------------------------------------------------ state
     @property

@@ -9,7 +9,8 @@ Writes into the output directory (``out/calibrate-NAME`` by default):
 * ``predictions.csv``: every data row (fitted and forecast) with its columns, ``fitted``
   (1 or 0), ``model``, ``lo``, ``hi`` (95 % confidence band);
 * ``fit/``: the run at the estimate (a run directory: ``tumorpde plot``, ``report``);
-* ``fit.png``: data against the model over time (fitted and forecast rows).
+* ``fit.png``: data against the model over time (fitted and forecast rows);
+* ``parameter-fields.xdmf``: fitted field parameters (``field = true``), for ParaView.
 
 ``calibration.json`` is written last, so a directory without it is not a finished
 calibration.  Bad input (data, keys, bounds) ends before anything is written.
@@ -122,6 +123,44 @@ def _unit(config: Any, name: str) -> tuple[str, float]:
         float(model[0])
 
 
+def parse_regularise(items: Sequence[str], config: Any,
+                     params: Sequence[FitParameter]) -> dict[str, float]:
+    """Field name -> alpha: the ``[calibration] regularise`` table, then ``--regularise``."""
+    table = dict(config.calibration.regularise) if config.calibration is not None else {}
+    out = {_name(k, config.parameters): float(v) for k, v in table.items()}
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        try:
+            alpha = float(value)
+            if not eq or not math.isfinite(alpha) or alpha < 0:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"--regularise {key}", "expected KEY=ALPHA with ALPHA >= 0") \
+                from None
+        out[_name(key, config.parameters)] = alpha
+    fitted = {p.name for p in params}
+    for name in out:
+        if name not in fitted:
+            raise ConfigError(f"--regularise {name}", "is not a fitted parameter (--fit)")
+    return out
+
+
+def write_fields(path: Path, problem: Any, names: Sequence[str]) -> Path:
+    """The fitted parameter fields in one XDMF file (P1, for ParaView; collective)."""
+    from dolfinx import fem, io
+
+    disc = problem.disc
+    with io.XDMFFile(problem.comm, str(path), "w") as xdmf:
+        xdmf.write_mesh(disc.domain.mesh)
+        for name in names:
+            f = disc.parameter_fields[name]
+            out = fem.Function(disc.V1, name=name)
+            out.interpolate(f)
+            xdmf.write_function(out, 0.0)
+    return path
+
+
 def _data_files(items: Sequence[str], config: Any) -> list[str]:
     table = list(config.calibration.data) if config.calibration is not None else []
     return table + [f for f in items if f not in table]
@@ -131,7 +170,7 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
                     until: float | None = None, method: str | None = None,
                     evaluate: bool = False, output: str | Path | None = None,
                     overrides: Sequence[str] = (), starts: int | None = None, seed: int = 0,
-                    progress: bool | None = None,
+                    progress: bool | None = None, regularise: Sequence[str] = (),
                     comm: MPI.Comm = MPI.COMM_WORLD) -> CalibrationRun:
     """Calibrate a config against data files and write the results (collective).
 
@@ -148,6 +187,7 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
     if method != "lsq":
         raise ConfigError("--method", f"{method!r} is not available yet (use lsq)")
     params = parse_fit(fit, config)
+    alpha = parse_regularise(regularise, config, params)
     files = _data_files(data, config)
     datasets = read_all(files)
     until = until if until is not None else (cal.until if cal is not None else None)
@@ -157,7 +197,7 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
         raise ConfigError("--output", f"{outdir} exists and is not a directory")
     problem = Problem(config, comm)
     result = calibrate(problem, datasets, params, until=until, starts=starts, seed=seed,
-                       evaluate_only=evaluate)
+                       evaluate_only=evaluate, regularisation=alpha)
     if comm.rank == 0:
         outdir.mkdir(parents=True, exist_ok=True)
         stale = outdir / "calibration.json"
@@ -168,6 +208,9 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
     if math.isfinite(result.objective):
         problem.solve(output=outdir / "fit", progress=progress)
         written.append(outdir / "fit")
+        if result.fields:
+            written.append(write_fields(outdir / "parameter-fields.xdmf", problem,
+                                        list(result.fields)))
     if comm.rank == 0:
         if result.predictions:
             written.append(write_predictions(outdir / "predictions.csv", datasets, result))

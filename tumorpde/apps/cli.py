@@ -174,6 +174,9 @@ def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
     ca.add_argument("--starts", type=int, metavar="N",
                     help="least-squares starts: the config's values, then a Latin hypercube")
     ca.add_argument("--seed", type=int, default=0, help="seed of the Latin hypercube")
+    ca.add_argument("--regularise", action="append", default=[], metavar="KEY=ALPHA",
+                    help="smoothness penalty alpha/2 int |grad p|^2 of a fitted field "
+                    "parameter (repeatable)")
     ca.add_argument("-o", "--output", metavar="DIR", help="default out/calibrate-NAME")
     ca.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value (repeatable)")
@@ -391,14 +394,18 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     res = run_calibration(args.config, args.data, args.fit, until=args.until,
                           method=args.method, evaluate=args.evaluate, output=args.output,
                           overrides=args.set, starts=args.starts, seed=args.seed,
-                          progress=False if args.quiet else None)
+                          progress=False if args.quiet else None,
+                          regularise=args.regularise)
     fit = res.fit
     if fit.status == "failed":
         _say(f"tumorpde: calibration failed: {fit.message}; see "
              f"{res.outdir / 'calibration.json'}", err=True)
         return EXIT_FAILED
-    est = ", ".join(f"{p.key}={e:.6g} [{lo:.4g}, {hi:.4g}]" for p, e, (lo, hi)
-                    in zip(fit.parameters, fit.estimate, fit.ci95, strict=True))
+    est = ", ".join(
+        f"{p.key}: field of mean {e:.6g} in [{fit.fields[p.name].min() / p.scale:.4g}, "
+        f"{fit.fields[p.name].max() / p.scale:.4g}]" if p.name in fit.fields else
+        f"{p.key}={e:.6g} [{lo:.4g}, {hi:.4g}]"
+        for p, e, (lo, hi) in zip(fit.parameters, fit.estimate, fit.ci95, strict=True))
     _say(f"tumorpde: calibration {fit.status}: objective {fit.objective:.6g} on {fit.n_data} "
          f"data rows, {est} -> {res.outdir}")
     return 0

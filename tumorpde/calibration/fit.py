@@ -83,6 +83,10 @@ class Fit:
     message: str = ""
     predictions: dict[str, np.ndarray] = field(default_factory=dict)
     fitted: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    #: field parameter -> its estimate at every node (global numbering, model units)
+    fields: dict[str, np.ndarray] = field(default_factory=dict)
+    #: field parameter -> alpha of its smoothness penalty
+    regularisation: dict[str, float] = field(default_factory=dict)
 
     def to_json(self, **extra: Any) -> dict[str, Any]:
         """The ``calibration.json`` record."""
@@ -93,6 +97,12 @@ class Fit:
                           "bounds": [p.low, p.high], "parameter": p.name, "unit": p.unit}
                   for p, e, s, (lo, hi) in zip(self.parameters, self.estimate, self.std,
                                                self.ci95, strict=True)}
+        for p in self.parameters:
+            if p.name in self.fields:
+                v = self.fields[p.name] / p.scale
+                params[p.key].update(field=True, nodes=int(v.size), min=float(v.min()),
+                                     max=float(v.max()),
+                                     regularisation=self.regularisation.get(p.name, 0.0))
         return {"status": self.status, "message": self.message, "objective": num(self.objective),
                 "n_data": self.n_data, "parameters": params,
                 "gradient": {p.key: num(g) for p, g in zip(self.parameters, self.gradient,
@@ -176,7 +186,8 @@ def _least_squares(objective: Objective, x0: np.ndarray, low: np.ndarray, high: 
 
 def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParameter], *,
               until: float | None = None, starts: int = 1, seed: int = 0,
-              evaluate_only: bool = False, tol: float = 1e-10) -> Fit:
+              evaluate_only: bool = False, tol: float = 1e-10,
+              regularisation: dict[str, float] | None = None) -> Fit:
     """Fit ``parameters`` of ``problem`` to the rows of ``data`` with ``t <= until``.
 
     Args:
@@ -189,10 +200,18 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
         evaluate_only: Evaluate objective, gradient and uncertainty at the config's values
             without optimising.
         tol: Tolerances of the least-squares solver.
+        regularisation: Field parameter -> alpha of its smoothness penalty
+            ``alpha/2 int |grad p|^2``.  With a field parameter among ``parameters`` the
+            fit is a bounded quasi-Newton minimisation (L-BFGS-B) with the adjoint
+            gradient, every node bounded alike, and no intervals.
 
     Raises:
         ConfigError: Bounds that do not contain the config's value, no data to fit.
     """
+    if any(p.name in problem.spec.fields for p in parameters):
+        return _calibrate_fields(problem, data, parameters, until=until,
+                                 evaluate_only=evaluate_only, tol=tol,
+                                 regularisation=regularisation)
     t_start = time.perf_counter()
     names = [p.name for p in parameters]
     low = np.array([p.low for p in parameters], dtype=float)
@@ -261,6 +280,99 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
     full.destroy()
     if math.isfinite(best_f):
         problem.reset(dict(zip(names, best_x * np.array(scales), strict=True)), times=full.times)
+    return fit
+
+
+def _fitted_rows(problem: Any, data: Sequence[Data], until: float | None
+                 ) -> tuple[list[np.ndarray], list[Data]]:
+    mask = [d.t <= until + problem.milestones.tol if until is not None
+            else np.ones(len(d), dtype=bool) for d in data]
+    fit_data = [d.select(m) for d, m in zip(data, mask, strict=True)]
+    fit_data = [d for d in fit_data if len(d)]
+    if not fit_data:
+        raise ConfigError("--until", f"no data row has t <= {until:g}: nothing to fit")
+    return mask, fit_data
+
+
+def _calibrate_fields(problem: Any, data: Sequence[Data], parameters: Sequence[FitParameter], *,
+                      until: float | None, evaluate_only: bool, tol: float,
+                      regularisation: dict[str, float] | None) -> Fit:
+    """A fit with field parameters: L-BFGS-B on the adjoint gradient (see :func:`calibrate`)."""
+    from scipy.optimize import minimize
+
+    t_start = time.perf_counter()
+    fields = [p for p in parameters if p.name in problem.spec.fields]
+    scalars = [p for p in parameters if p.name not in problem.spec.fields]
+    alpha = {p.name: float((regularisation or {}).get(p.name, 0.0)) for p in fields}
+    for p in fields:
+        if p.scale != 1.0:
+            raise ConfigError(f"--fit {p.key}", "a field parameter must be a plain number "
+                                                "(in the model's units)")
+    names, fnames = [p.name for p in scalars], [p.name for p in fields]
+    scales = [p.scale for p in scalars]
+    kw = {"scales": scales, "fields": fnames, "regularisation": alpha}
+    full = Objective(problem, data, names, **kw)
+    mask, fit_data = _fitted_rows(problem, data, until)
+    obj = Objective(problem, fit_data, names, times=full.times, **kw)
+    x0 = obj.start()
+    N = obj.layout.size
+    bounds = [(p.low, p.high) for p in scalars] + [(p.low, p.high) for p in fields for _ in range(N)]
+    for p, v in zip(parameters, [*x0[:len(scalars)], *[x0[len(scalars) + i * N] for i in
+                                                       range(len(fields))]], strict=True):
+        if not p.low <= v <= p.high:
+            raise ConfigError(f"--fit {p.key}", f"the bounds [{p.low:g}, {p.high:g}] do not "
+                                                f"contain the config's value {v:g}")
+    worst = [0.0]
+
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        ev = obj.evaluate(x)
+        if not ev.ok:  # infeasible: a value above any seen, so the line search backs off
+            return 10.0 * worst[0] + 1e10, np.zeros_like(x)
+        worst[0] = max(worst[0], ev.value)
+        return ev.value, obj.gradient(x)
+
+    status, message, best = "evaluated", "", x0
+    if not evaluate_only:
+        res = minimize(fun, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                       options={"maxiter": 500, "ftol": tol, "gtol": tol * 1e-2})
+        best = res.x
+        status = "converged" if res.success else "stopped"
+        message = str(res.message)
+    ev = obj.evaluate(best)
+    if not ev.ok:
+        status, message = "failed", ev.message
+    grad = obj.gradient(best) if ev.ok else np.full(best.size, np.nan)
+    k = len(parameters)
+    nan = np.full(k, np.nan)
+    est = np.concatenate([best[:len(scalars)],
+                          [best[len(scalars) + i * N: len(scalars) + (i + 1) * N].mean()
+                           for i in range(len(fields))]])
+    order = [*scalars, *fields]
+    pos = {p.name: i for i, p in enumerate(order)}
+    idx = [pos[p.name] for p in parameters]
+    g_summary = np.concatenate([grad[:len(scalars)], [np.linalg.norm(
+        grad[len(scalars) + i * N: len(scalars) + (i + 1) * N]) for i in range(len(fields))]])
+    pred = {}
+    if ev.ok:
+        fev = full.evaluate(best)
+        pred = {"model": fev.model} if fev.ok else {}
+    seconds = {"total": time.perf_counter() - t_start}
+    for o in (obj, full):
+        for key, v in o.seconds.items():
+            seconds[key] = seconds.get(key, 0.0) + v
+    fit = Fit(status, list(parameters), est[idx], ev.value, obj.n_data, g_summary[idx], nan,
+              np.column_stack([nan, nan]), float("nan"), float("nan"),
+              {"model": "given" if any("sigma" in d.columns for d in fit_data) else "unit"},
+              obj.evaluations + full.evaluations, seconds,
+              [{"start": "config", "objective": ev.value if ev.ok else None, "status": message}],
+              message, pred, np.concatenate(mask),
+              {f: best[len(scalars) + i * N: len(scalars) + (i + 1) * N].copy()
+               for i, f in enumerate(fnames)}, alpha)
+    split = obj.split(best) if ev.ok else None
+    obj.destroy()
+    full.destroy()
+    if split is not None:
+        problem.reset(split, times=full.times)
     return fit
 
 

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mpi4py import MPI
+
 import numpy as np
 
 from tumorpde.calibration.operators import operator_for
@@ -22,7 +24,34 @@ from tumorpde.calibration.sensitivity import Recorder, Sensitivity, unsupported
 from tumorpde.errors import ConfigError, SolverError
 from tumorpde.io.data import Data
 
-__all__ = ["Objective", "Evaluation"]
+__all__ = ["Objective", "Evaluation", "FieldLayout"]
+
+
+class FieldLayout:
+    """Nodal values of a field parameter as one global vector (the same on every rank).
+
+    The optimiser sees a field as the vector of its values at every node in the global
+    numbering of the species' space; each rank takes its owned and ghost nodes from it.
+    """
+
+    def __init__(self, V: Any) -> None:
+        imap = V.dofmap.index_map
+        self.comm = V.mesh.comm
+        self.nown = imap.size_local
+        local = np.arange(imap.size_local + imap.num_ghosts, dtype=np.int32)
+        self.glob = np.asarray(imap.local_to_global(local), dtype=np.int64)
+        self.size = int(imap.size_global)
+
+    def scatter(self, values: np.ndarray) -> np.ndarray:
+        """The local array (owned, then ghosts) of a global vector."""
+        return np.asarray(values, dtype=float)[self.glob]
+
+    def gather(self, local: np.ndarray) -> np.ndarray:
+        """The global vector of a consistent local array."""
+        out = np.zeros(self.size)
+        out[self.glob[: self.nown]] = local[: self.nown]
+        self.comm.Allreduce(MPI.IN_PLACE, out, op=MPI.SUM)
+        return out
 
 
 @dataclass
@@ -44,11 +73,14 @@ class Evaluation:
     residuals: np.ndarray
     message: str = ""
     states: list[Any] = field(default_factory=list, repr=False)
+    #: the smoothness penalty of the field parameters
+    penalty: float = 0.0
 
     @property
     def value(self) -> float:
-        """``1/2 sum r_i^2`` (infinite for a failed run)."""
-        return 0.5 * float(self.residuals @ self.residuals) if self.ok else float("inf")
+        """``1/2 sum r_i^2`` plus the fields' penalty (infinite for a failed run)."""
+        return 0.5 * float(self.residuals @ self.residuals) + self.penalty if self.ok \
+            else float("inf")
 
 
 class Objective:
@@ -64,6 +96,11 @@ class Objective:
         scales: ``p`` is in units whose value times ``scales`` is in the model's units
             (the units a parameter is written in, e.g. ``"0.02 1/hour"`` in a model timed
             in days: scale 24); default 1.
+        fields: Field parameters (``field = true``) fitted node by node: ``p`` continues
+            with the global vector of each one's nodal values (:class:`FieldLayout`, model
+            units).
+        regularisation: Field name -> ``alpha`` of the smoothness penalty
+            ``alpha/2 int |grad p|^2 dx`` added to the misfit (default 0).
 
     Raises:
         ConfigError: Data that do not fit the model (names, coordinates, times, points
@@ -71,12 +108,18 @@ class Objective:
     """
 
     def __init__(self, problem: Any, data: Sequence[Data], parameters: Sequence[str],
-                 times: Sequence[float] = (), scales: Sequence[float] | None = None) -> None:
-        why = unsupported(problem, parameters)
+                 times: Sequence[float] = (), scales: Sequence[float] | None = None,
+                 fields: Sequence[str] = (),
+                 regularisation: dict[str, float] | None = None) -> None:
+        why = unsupported(problem, [*parameters, *fields])
         if why:
             raise ConfigError("calibration", why)
         self.problem = problem
         self.names = list(parameters)
+        self.fields = list(fields)
+        self.layout = FieldLayout(problem.disc.V0)
+        self.alpha = {f: float((regularisation or {}).get(f, 0.0)) for f in self.fields}
+        self._penalty_forms = self._penalties()
         self.scales = np.ones(len(self.names)) if scales is None else \
             np.asarray(scales, dtype=float)
         self.data = list(data)
@@ -99,13 +142,57 @@ class Objective:
     def sensitivity(self) -> Sensitivity:
         """The adjoint/tangent machinery (built on first use)."""
         if self._sens is None:
-            self._sens = Sensitivity(self.problem, self.names)
+            self._sens = Sensitivity(self.problem, self.names, self.fields)
         return self._sens
 
     def start(self) -> np.ndarray:
-        """The parameter values of the config (divided by ``scales``)."""
-        return np.array([self.problem.spec.parameters[n][0] for n in self.names],
-                        dtype=float) / self.scales
+        """The parameter values of the config.
+
+        Scalars are divided by ``scales``; a field has its value at every node.
+        """
+        scalars = np.array([self.problem.spec.parameters[n][0] for n in self.names],
+                           dtype=float) / self.scales
+        fields = [np.full(self.layout.size, self.problem.spec.parameters[f][0])
+                  for f in self.fields]
+        return np.concatenate([scalars, *fields])
+
+    def _penalties(self) -> dict[str, tuple[Any, Any]]:
+        """Per field: the forms of ``alpha/2 int |grad p|^2`` and of its gradient."""
+        from tumorpde.compat import import_dolfinx
+
+        import_dolfinx()
+        import ufl
+        from dolfinx import fem
+
+        disc = self.problem.disc
+        out = {}
+        for f in self.fields:
+            if f not in disc.parameter_fields:
+                raise ConfigError(f"parameters.{f}", "is not a field parameter (field = true)")
+            pf = disc.parameter_fields[f]
+            a = fem.Constant(disc.domain.mesh, self.alpha[f])
+            dx = ufl.dx(domain=disc.domain.mesh)
+            out[f] = (fem.form(0.5 * a * ufl.inner(ufl.grad(pf), ufl.grad(pf)) * dx),
+                      fem.form(a * ufl.inner(ufl.grad(pf), ufl.grad(ufl.TestFunction(disc.V0)))
+                               * dx))
+        return out
+
+    def split(self, p: np.ndarray) -> dict[str, Any]:
+        """``p`` as reset() takes it: scalars in model units, fields as local arrays."""
+        k = len(self.names)
+        if p.size != k + len(self.fields) * self.layout.size:
+            raise ConfigError("calibration", f"expected {k} parameter values and "
+                              f"{self.layout.size} per field, got {p.size} values")
+        out: dict[str, Any] = dict(zip(self.names, p[:k] * self.scales, strict=True))
+        for i, f in enumerate(self.fields):
+            out[f] = self.layout.scatter(p[k + i * self.layout.size: k + (i + 1) * self.layout.size])
+        return out
+
+    def _penalty(self) -> float:
+        from dolfinx import fem
+
+        return sum(self.problem.comm.allreduce(fem.assemble_scalar(form), op=MPI.SUM)
+                   for f, (form, _) in self._penalty_forms.items() if self.alpha[f])
 
     # ------------------------------------------------------------------ forward
     def evaluate(self, p: Sequence[float]) -> Evaluation:
@@ -115,7 +202,7 @@ class Objective:
             return self._last
         t0 = time.perf_counter()
         pb = self.problem
-        pb.reset(dict(zip(self.names, p * self.scales, strict=True)), times=self.times)
+        pb.reset(self.split(p), times=self.times)
         rec = Recorder()
         self.evaluations += 1
         try:
@@ -135,7 +222,7 @@ class Objective:
                 model[self.offsets[k] + rows] = op.evaluate(rows, s.u)
         pb.disc.u.x.array[:] = final
         ev = Evaluation(p.copy(), True, model, (model - self.value) / self.sigma,
-                        states=rec.states)
+                        states=rec.states, penalty=self._penalty())
         self._last = ev
         self.seconds["forward"] += time.perf_counter() - t0
         return ev
@@ -170,12 +257,22 @@ class Objective:
                 local = op.transpose(rows, w[self.offsets[k] + rows], sens.size)
                 dJ[n] = dJ.get(n, 0.0) + sens.reverse_add(local)
         g = sens.gradient(ev.states, dJ) * self.scales
+        parts = [g]
+        for f in self.fields:
+            gf = sens.field_gradient[f]
+            if self.alpha[f]:
+                gf = gf + sens.assemble_on(self._penalty_forms[f][1], disc.V0)
+            parts.append(self.layout.gather(gf))
+        g = np.concatenate(parts)
         disc.u.x.array[:] = final
         self.seconds["adjoint"] += time.perf_counter() - t0
         return g
 
     def jacobian(self, p: Sequence[float]) -> np.ndarray:
-        """``dr_i / dp_j`` (rows x parameters) by the tangent (forward sensitivities)."""
+        """``dr_i / dp_j`` (rows x scalar parameters) by the tangent (forward sensitivities)."""
+        if self.fields:
+            raise ConfigError("calibration", "the residual Jacobian is for scalar parameters "
+                                             "(fields: use the gradient)")
         ev = self.evaluate(p)
         if not ev.ok:
             raise SolverError(f"no Jacobian: the run failed ({ev.message})")

@@ -53,6 +53,9 @@ import ufl.algorithms  # noqa: E402
 import ufl.constantvalue  # noqa: E402
 from dolfinx import fem  # noqa: E402
 from dolfinx.fem import petsc as fpetsc  # noqa: E402
+from dolfinx.la import InsertMode as _InsertMode  # noqa: E402
+
+_ADD = _InsertMode.add
 
 _FD_STEP = 1e-6
 
@@ -83,7 +86,8 @@ class Recorder(Tracker):
         disc = problem.disc
         self.states.append(Snapshot(
             float(t), disc.u.x.array.copy(), tuple(float(c.value) for c in disc.coeffs),
-            {n: float(c.value) for n, c in disc.constants.items()}))
+            {n: float(c.value) for n, c in disc.constants.items()
+             if n not in disc.parameter_fields}))
 
 
 def unsupported(problem: Any, parameters: Sequence[str]) -> str | None:
@@ -112,21 +116,31 @@ class Sensitivity:
     Args:
         problem: The :class:`~tumorpde.problem.Problem` (its run recorded by a
             :class:`Recorder`).
-        parameters: Names of ``[parameters]`` entries to differentiate with respect to.
+        parameters: Names of scalar ``[parameters]`` entries to differentiate with respect to.
+        fields: Names of field parameters (``field = true``): the adjoint gives the
+            derivative with respect to each of their nodal values.
 
     Raises:
         ConfigError: A model feature without derivatives here, or a parameter in a
-            Dirichlet value.
+            Dirichlet value (a field parameter also in an initial condition or an
+            edge-upwind taxis term).
     """
 
-    def __init__(self, problem: Any, parameters: Sequence[str]) -> None:
-        why = unsupported(problem, parameters)
+    def __init__(self, problem: Any, parameters: Sequence[str], fields: Sequence[str] = ()) -> None:
+        why = unsupported(problem, [*parameters, *fields])
         if why:
             raise ConfigError("calibration", why)
-        self.problem, self.names = problem, list(parameters)
+        self.problem, self.names, self.fields = problem, list(parameters), list(fields)
         disc = self.disc = problem.disc
         self.comm: MPI.Comm = disc.comm
+        for name in self.names:
+            if name in disc.parameter_fields:
+                raise ConfigError(f"parameters.{name}", "is a field parameter (field = true)")
+        for name in self.fields:
+            if name not in disc.parameter_fields:
+                raise ConfigError(f"parameters.{name}", "is not a field parameter (field = true)")
         self._check_dirichlet()
+        self._check_fields()
         V = disc.V
         trial = ufl.TrialFunction(V)
         F = disc.F_ufl
@@ -142,6 +156,11 @@ class Sensitivity:
         dFdp = [_variable_derivative(F, c) for c in consts]
         self.P = [fem.form(d) if not d.empty() else None for d in dFdp]
         self.PT = [fem.form(ufl.action(d, self.lam)) if not d.empty() else None for d in dFdp]
+        q = ufl.TrialFunction(disc.V0)
+        #: per field parameter: (dF/dp)^T lam as a linear form on the field's space
+        self.GT = {f: fem.form(ufl.action(ufl.adjoint(ufl.derivative(F, disc.parameter_fields[f],
+                                                                      q)), self.lam))
+                   for f in self.fields}
         init = disc.initial_expression()
         pts = V.element.interpolation_points
         self.U0 = [disc.compile_expression(_variable_derivative(init, c), pts) for c in consts]
@@ -166,11 +185,32 @@ class Sensitivity:
     def _check_dirichlet(self) -> None:
         disc = self.disc
         for b in self.disc.bcs:
+            for name in self.fields:
+                if disc.parameter_fields[name] in ufl.algorithms.extract_coefficients(
+                        b.expr.ufl_expression):
+                    raise ConfigError(f"parameters.{name}", "appears in a Dirichlet boundary "
+                                      "value: such parameters cannot be calibrated yet")
             for name in self.names:
                 d = _variable_derivative(b.expr.ufl_expression, disc.constants[name])
                 if not isinstance(d, ufl.constantvalue.Zero):
                     raise ConfigError(f"parameters.{name}", "appears in a Dirichlet boundary "
                                       "value: such parameters cannot be calibrated yet")
+
+    def _check_fields(self) -> None:
+        disc = self.disc
+        for name in self.fields:
+            f = disc.parameter_fields[name]
+            where = []
+            if f in ufl.algorithms.extract_coefficients(disc.initial_expression()):
+                where.append("an initial condition")
+            for et in disc.edge_taxis:
+                for expr, _ in et.exprs:
+                    if f in ufl.algorithms.extract_coefficients(expr.ufl_expression):
+                        where.append("an edge-upwind taxis term (use discretisation.taxis = "
+                                     "\"galerkin\")")
+            if where:
+                raise ConfigError(f"parameters.{name}", f"a field parameter in {where[0]} "
+                                  "cannot be calibrated yet")
 
     def destroy(self) -> None:
         """Free the PETSc objects."""
@@ -201,6 +241,14 @@ class Sensitivity:
             bl.set(0.0)
         fpetsc.assemble_vector(self.b, form)
         return self._reverse(self.b)
+
+    def assemble_on(self, form: Any, space: Any) -> np.ndarray:
+        """A linear form on ``space`` as a consistent local array (owners summed)."""
+        g = fem.Function(space)
+        fem.assemble_vector(g.x.array, form)
+        g.x.scatter_reverse(_ADD)
+        g.x.scatter_forward()
+        return g.x.array.copy()
 
     def _reverse(self, vec: PETSc.Vec) -> np.ndarray:
         vec.ghostUpdate(addv=PETSc.InsertMode.ADD, mode=PETSc.ScatterMode.REVERSE)
@@ -267,12 +315,15 @@ class Sensitivity:
 
     # ------------------------------------------------------------------ sweeps
     def gradient(self, states: list[Snapshot], dJ: dict[int, np.ndarray]) -> np.ndarray:
-        """dJ/dp by the adjoint.
+        """dJ/dp by the adjoint (scalar parameters; the fields' parts in :attr:`field_gradient`).
 
         Args:
             states: The recorded run (``states[0]`` the initial state).
             dJ: Step index -> dJ/du^n as a consistent local array (owners summed).
         """
+        nq = self.disc.V0.dofmap.index_map.size_local + self.disc.V0.dofmap.index_map.num_ghosts
+        #: field parameter -> dJ/dp at its nodes (consistent local array, owned + ghosts)
+        self.field_gradient = {f: np.zeros(nq) for f in self.fields}
         N = len(states) - 1
         nown = self.disc.V.dofmap.index_map.size_local * self.disc.n
         zero = np.zeros(self.size)
@@ -290,6 +341,8 @@ class Sensitivity:
                 edge = self._edge_dp(j)
                 if edge is not None:
                     grad[j] += self.comm.allreduce(float(edge @ lam), op=MPI.SUM)
+            for f, form in self.GT.items():
+                self.field_gradient[f] += self.assemble_on(form, self.disc.V0)
             a[n] = self._assemble(self.B1T)
             b[n] = self._assemble(self.B2T)
         # u^0 is both the history of step 1 (u^{n-1} and u^{n-2}) and u^{n-2} of step 2

@@ -112,8 +112,15 @@ class Discretisation:
         self.unit_field.x.array[:] = 1.0
         # time derivative ~ c0 u + c1 u_n + c2 u_nm1
         self.coeffs = [fem.Constant(mesh, PETSc.ScalarType(v)) for v in (1.0, -1.0, 0.0)]
+        #: parameters that are fields (``field = true``): functions on the species' space
+        self.parameter_fields: dict[str, Any] = {}
         for name, (value, _unit) in spec.parameters.items():
-            self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(value))
+            if name in spec.fields:
+                f = fem.Function(self.V0, name=name)
+                f.x.array[:] = value
+                self.parameter_fields[name] = self.constants[name] = f
+            else:
+                self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(value))
         # drug levels and scalar compartments: set per step by tumorpde.time.coupling
         for name in spec.config.drugs:
             self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(0.0))

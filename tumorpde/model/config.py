@@ -306,6 +306,8 @@ def _parameter(v: Any, key: str) -> float | str | Parameter:
                 setattr(p, k, va.string(d[k], f"{key}.{k}"))
         if "range" in d:
             p.range = va.number_list(d["range"], f"{key}.range", (2,))
+        if "field" in d:
+            p.field = va.boolean(d["field"], f"{key}.field")
         return p
     return _param_value(v, key)
 
@@ -365,6 +367,10 @@ def _calibration(d: dict[str, Any]) -> Calibration:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError("calibration.starts", f"expected a positive integer, got {n!r}")
         c.starts = n
+    if "regularise" in d:
+        reg = va.table(d["regularise"], "calibration.regularise")
+        c.regularise = {k: va.number(v, f"calibration.regularise.{k}", nonneg=True)
+                        for k, v in reg.items()}
     return c
 
 
@@ -641,14 +647,16 @@ def check(cfg: Config) -> Spec:
     species = {name: _species_spec(cfg, i, name, s, field_syms, const_syms, set(definitions),
                                    regions_used, boundaries_used)
                for i, (name, s) in enumerate(cfg.species.items())}
-    global_syms = set(params) | set(cfg.scalars) | set(cfg.drugs)
+    fields = tuple(k for k, v in cfg.parameters.items() if isinstance(v, Parameter) and v.field)
+    global_syms = (set(params) - set(fields)) | set(cfg.scalars) | set(cfg.drugs)
     observables = {oname: _observable_spec(cfg, oname, ob, global_syms, field_syms)
                    for oname, ob in cfg.observables.items()}
     for f in cfg.output.fields or ():
         if f not in cfg.species:
             raise ConfigError("output.fields", f"unknown species {f!r}")
     spec = Spec(cfg, names, species, params, L, T, observables, regions_used, boundaries_used,
-                definitions, held=tuple(species[k].index for k in dict.fromkeys(cfg.knockout)))
+                definitions, held=tuple(species[k].index for k in dict.fromkeys(cfg.knockout)),
+                fields=fields)
     spec.scalars = check_scalars(spec)
     spec.plan = check_therapies(spec, field_syms)
     check_units(spec)

@@ -213,6 +213,10 @@ class Parameter:
         symbol: Mathematical symbol used in the documentation.
         range: Literature range ``[low, high]`` in the same units as ``value`` (used by
             virtual cohorts).
+        field: A spatially varying parameter: a finite-element field on the species' space,
+            ``value`` everywhere at first, that can be set node by node
+            (``Problem.reset``) and calibrated node by node (``tumorpde calibrate``).  It
+            may appear in species terms, not in scalar compartments or value observables.
     """
 
     value: float | str
@@ -220,6 +224,7 @@ class Parameter:
     source: str = ""
     symbol: str = ""
     range: list[float] | None = None
+    field: bool = False
 
 
 @dataclass
@@ -333,6 +338,8 @@ class Calibration:
         method: ``"lsq"`` (bounded least squares).
         starts: Number of least-squares starts (the config's values, then a Latin
             hypercube within the bounds).
+        regularise: Field parameter key -> ``alpha`` of the smoothness penalty
+            ``alpha/2 int |grad p|^2 dx`` of a fitted field.
     """
 
     data: list[str] = field(default_factory=list)
@@ -340,6 +347,7 @@ class Calibration:
     until: float | None = None
     method: str = "lsq"
     starts: int = 1
+    regularise: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

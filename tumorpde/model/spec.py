@@ -82,6 +82,8 @@ class Spec:
     plan: Any = None
     #: indices of the species held at zero (``knockout``), in the order listed there
     held: tuple[int, ...] = ()
+    #: parameters that are fields (``field = true``): finite-element functions, not constants
+    fields: tuple[str, ...] = ()
 
     @property
     def has_units(self) -> bool:

@@ -85,7 +85,8 @@ class Couplings:
     # ------------------------------------------------------------------ stepping
     def _env(self, t: float, levels: dict[str, float]) -> dict[str, float]:
         consts = self.disc.constants
-        env = {p: float(consts[p].value) for p in self.spec.parameters}
+        env = {p: float(consts[p].value) for p in self.spec.parameters
+               if p not in self.spec.fields}
         env.update({d: 0.0 for d in self.spec.config.drugs})
         env.update(levels)
         env["t"] = t
