@@ -156,9 +156,17 @@ def test_noisy_data_give_intervals_that_hold_the_truth():
     truth.destroy()
     start = ks("time.end=0.05", "time.dt=0.0025", "parameters.chi=0.3", "parameters.alpha=6")
     fit = calibrate(start, data, [FitParameter("chi", "chi", 0.05, 2.0),
-                                  FitParameter("alpha", "alpha", 1.0, 30.0)], starts=2)
+                                  FitParameter("alpha", "alpha", 1.0, 30.0)], starts=2,
+                    profile=9)
     assert fit.status == "converged"
     assert fit.noise["model"] == "given"
+    # profile likelihoods: minimal at the estimate, 95 % intervals near the Wald ones
+    for key, est, (lo, hi) in zip(("chi", "alpha"), fit.estimate, fit.ci95, strict=True):
+        prof = fit.profiles[key]
+        assert min(v for v in prof["profile"] if v is not None) > -1e-6
+        plo, phi = prof["ci95"]
+        assert plo is not None and phi is not None and plo < est < phi
+        assert abs((phi - plo) / (hi - lo) - 1) < 0.3
     for true, (lo, hi), s in zip([0.5, 10.0], fit.ci95, fit.std, strict=True):
         assert lo <= true <= hi and 0 < s < 0.5 * true
     assert np.isfinite([fit.aic, fit.bic]).all() and fit.bic > fit.aic

@@ -10,7 +10,8 @@ Writes into the output directory (``out/calibrate-NAME`` by default):
   (1 or 0), ``model``, ``lo``, ``hi`` (95 % confidence band);
 * ``fit/``: the run at the estimate (a run directory: ``tumorpde plot``, ``report``);
 * ``fit.png``: data against the model over time (fitted and forecast rows);
-* ``parameter-fields.xdmf``: fitted field parameters (``field = true``), for ParaView.
+* ``parameter-fields.xdmf``: fitted field parameters (``field = true``), for ParaView;
+* ``profiles.png`` (with ``--profile N``): profile likelihoods of the parameters.
 
 ``calibration.json`` is written last, so a directory without it is not a finished
 calibration.  Bad input (data, keys, bounds) ends before anything is written.
@@ -171,6 +172,7 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
                     evaluate: bool = False, output: str | Path | None = None,
                     overrides: Sequence[str] = (), starts: int | None = None, seed: int = 0,
                     progress: bool | None = None, regularise: Sequence[str] = (),
+                    profile: int = 0,
                     comm: MPI.Comm = MPI.COMM_WORLD) -> CalibrationRun:
     """Calibrate a config against data files and write the results (collective).
 
@@ -197,7 +199,7 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
         raise ConfigError("--output", f"{outdir} exists and is not a directory")
     problem = Problem(config, comm)
     result = calibrate(problem, datasets, params, until=until, starts=starts, seed=seed,
-                       evaluate_only=evaluate, regularisation=alpha)
+                       evaluate_only=evaluate, regularisation=alpha, profile=profile)
     if comm.rank == 0:
         outdir.mkdir(parents=True, exist_ok=True)
         stale = outdir / "calibration.json"
@@ -215,6 +217,8 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
         if result.predictions:
             written.append(write_predictions(outdir / "predictions.csv", datasets, result))
             written.append(_figure(outdir / "fit.png", datasets, result))
+        if result.profiles:
+            written.append(_profile_figure(outdir / "profiles.png", result))
         record = result.to_json(method=method, until=until, config=str(path),
                                 data=[str(d.path) for d in datasets],
                                 ranks=comm.size)
@@ -259,3 +263,32 @@ def _figure(path: Path, data: Sequence[Data], fit: Fit) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _profile_figure(path: Path, fit: Fit) -> Path:
+    """One panel per parameter: the profile likelihood and its 95 % threshold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tumorpde.calibration.fit import CHI2_95_HALF
+
+    n = len(fit.profiles)
+    fig, axes = plt.subplots(1, n, figsize=(3.8 * n, 3.2), squeeze=False)
+    for ax, (key, prof) in zip(axes[0], fit.profiles.items(), strict=True):
+        vals = np.array(prof["values"])
+        pl = np.array([np.nan if v is None else v for v in prof["profile"]], dtype=float)
+        ax.plot(vals, pl, "o-", ms=3)
+        ax.axhline(CHI2_95_HALF, color="C3", lw=0.8, ls="--", label="95 % threshold")
+        for end in prof["ci95"]:
+            if end is not None:
+                ax.axvline(end, color="C3", lw=0.6)
+        ax.set_xlabel(key)
+        ax.set_ylabel("profile - minimum")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+

@@ -174,6 +174,9 @@ def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
     ca.add_argument("--starts", type=int, metavar="N",
                     help="least-squares starts: the config's values, then a Latin hypercube")
     ca.add_argument("--seed", type=int, default=0, help="seed of the Latin hypercube")
+    ca.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="profile likelihood of each parameter on N points (identifiability; "
+                    "95 %% interval from the profile)")
     ca.add_argument("--regularise", action="append", default=[], metavar="KEY=ALPHA",
                     help="smoothness penalty alpha/2 int |grad p|^2 of a fitted field "
                     "parameter (repeatable)")
@@ -391,11 +394,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     if args.starts is not None and args.starts < 1:
         raise ConfigError("--starts", f"must be at least 1, got {args.starts}")
+    if args.profile < 0 or args.profile == 1:
+        raise ConfigError("--profile", f"needs 0 (none) or at least 2 points, got {args.profile}")
     res = run_calibration(args.config, args.data, args.fit, until=args.until,
                           method=args.method, evaluate=args.evaluate, output=args.output,
                           overrides=args.set, starts=args.starts, seed=args.seed,
                           progress=False if args.quiet else None,
-                          regularise=args.regularise)
+                          regularise=args.regularise, profile=args.profile)
     fit = res.fit
     if fit.status == "failed":
         _say(f"tumorpde: calibration failed: {fit.message}; see "

@@ -87,6 +87,8 @@ class Fit:
     fields: dict[str, np.ndarray] = field(default_factory=dict)
     #: field parameter -> alpha of its smoothness penalty
     regularisation: dict[str, float] = field(default_factory=dict)
+    #: parameter key -> its profile likelihood (values, profile, ci95)
+    profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self, **extra: Any) -> dict[str, Any]:
         """The ``calibration.json`` record."""
@@ -109,7 +111,7 @@ class Fit:
                                                             strict=True)},
                 "aic": num(self.aic), "bic": num(self.bic), "noise": self.noise,
                 "evaluations": self.evaluations, "timings": self.seconds,
-                "starts": self.starts, **extra}
+                "starts": self.starts, "profiles": self.profiles, **extra}
 
 
 def latin_hypercube(n: int, low: np.ndarray, high: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -167,6 +169,86 @@ class _Residuals:
         return self.obj.jacobian(p)
 
 
+#: half the 95 % quantile of chi-square with one degree of freedom
+CHI2_95_HALF = 1.920729410347062
+
+
+def profile_likelihoods(objective: Objective, best: np.ndarray, low: np.ndarray,
+                        high: np.ndarray, std: np.ndarray, points: int, sigma_given: bool,
+                        tol: float) -> dict[int, dict[str, Any]]:
+    """Profile of each parameter: the others re-optimised with it fixed on a grid.
+
+    The grid spans the estimate +- 3 standard deviations (or a fifth of the bounds where the
+    deviation is unknown), clipped to the bounds.  The profile is ``J`` (sigma given) or
+    ``n/2 log(RSS)`` (noise estimated); its 95 % interval is where it lies within 1.92 of
+    the minimum (Simpson & Maclaren practice), by linear interpolation between grid points;
+    an end that the grid does not reach is None (not identifiable within the grid).
+    """
+    n = objective.n_data
+    k = best.size
+    out: dict[int, dict[str, Any]] = {}
+
+    def level(ev: Any) -> float:
+        if not ev.ok:
+            return float("inf")
+        rss = float(ev.residuals @ ev.residuals)
+        return 0.5 * rss if sigma_given else 0.5 * n * math.log(max(rss, 1e-300))
+
+    base = level(objective.evaluate(best))
+    for j in range(k):
+        width = 3.0 * std[j] if math.isfinite(std[j]) and std[j] > 0 else (high[j] - low[j]) / 5
+        grid = np.unique(np.clip(np.linspace(best[j] - width, best[j] + width, points),
+                                 low[j], high[j]))
+        free = [i for i in range(k) if i != j]
+        vals = [level(objective.evaluate(_Fixed(objective, j, float(v)).optimum(
+            best[free], low[free], high[free], tol))) for v in grid]
+        prof = np.array(vals) - base
+        out[j] = {"values": grid.tolist(),
+                  "profile": [float(x) if math.isfinite(x) else None for x in prof],
+                  "ci95": _crossings(grid, prof, best[j])}
+    objective.evaluate(best)
+    return out
+
+
+class _Fixed:
+    """The residuals with parameter ``j`` held at ``v`` (for a profile point)."""
+
+    def __init__(self, objective: Objective, j: int, v: float) -> None:
+        self.res, self.j, self.v = _Residuals(objective), j, v
+
+    def full(self, x: np.ndarray) -> np.ndarray:
+        return np.insert(x, self.j, self.v)
+
+    def optimum(self, x0: np.ndarray, low: np.ndarray, high: np.ndarray, tol: float) -> np.ndarray:
+        """The full parameter vector at the optimum of the others."""
+        from scipy.optimize import least_squares
+
+        if not x0.size:
+            return self.full(x0)
+        free = [i for i in range(x0.size + 1) if i != self.j]
+        sol = least_squares(lambda x: self.res.r(self.full(x)), x0,
+                            jac=lambda x: self.res.jac(self.full(x))[:, free],
+                            bounds=(low, high), method="trf", x_scale="jac", ftol=tol,
+                            xtol=tol, gtol=tol, max_nfev=100)
+        return self.full(sol.x)
+
+
+def _crossings(grid: np.ndarray, prof: np.ndarray, centre: float) -> list[float | None]:
+    """Where the profile rises through CHI2_95_HALF on each side of ``centre``."""
+    out: list[float | None] = []
+    for side in (-1, 1):
+        idx = [i for i in range(len(grid)) if (grid[i] - centre) * side >= 0]
+        idx = sorted(idx, key=lambda i: abs(grid[i] - centre))
+        hit = None
+        for a, b in zip(idx[:-1], idx[1:], strict=False):
+            pa, pb = prof[a], prof[b]
+            if math.isfinite(pa) and math.isfinite(pb) and pa <= CHI2_95_HALF < pb:
+                hit = float(grid[a] + (CHI2_95_HALF - pa) / (pb - pa) * (grid[b] - grid[a]))
+                break
+        out.append(hit)
+    return out
+
+
 def _least_squares(objective: Objective, x0: np.ndarray, low: np.ndarray, high: np.ndarray,
                    tol: float) -> tuple[np.ndarray, float, str]:
     from scipy.optimize import least_squares
@@ -187,7 +269,7 @@ def _least_squares(objective: Objective, x0: np.ndarray, low: np.ndarray, high: 
 def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParameter], *,
               until: float | None = None, starts: int = 1, seed: int = 0,
               evaluate_only: bool = False, tol: float = 1e-10,
-              regularisation: dict[str, float] | None = None) -> Fit:
+              regularisation: dict[str, float] | None = None, profile: int = 0) -> Fit:
     """Fit ``parameters`` of ``problem`` to the rows of ``data`` with ``t <= until``.
 
     Args:
@@ -204,6 +286,8 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
             ``alpha/2 int |grad p|^2``.  With a field parameter among ``parameters`` the
             fit is a bounded quasi-Newton minimisation (L-BFGS-B) with the adjoint
             gradient, every node bounded alike, and no intervals.
+        profile: Points of a profile likelihood per parameter (0: none; see
+            :func:`profile_likelihoods`).
 
     Raises:
         ConfigError: Bounds that do not contain the config's value, no data to fit.
@@ -254,6 +338,7 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
     aic = bic = float("nan")
     noise: dict[str, Any] = {"model": "given" if sigma_given else "estimated"}
     pred: dict[str, np.ndarray] = {}
+    profiles: dict[int, dict[str, Any]] = {}
     message = runs[-1].get("message", "") if evaluate_only else ""
     if math.isfinite(best_f):
         rss = 2.0 * best_f
@@ -266,6 +351,8 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
         aic, bic = information_criteria(rss, n, k, sig)
         if not sigma_given:
             noise["sigma"] = math.sqrt(s2) if math.isfinite(s2) else None
+        if profile > 1:
+            profiles = profile_likelihoods(obj, best_x, low, high, std, profile, sigma_given, tol)
         pred = _predictions(full, best_x, cov)
     else:
         message = message or "; ".join(str(r["status"]) for r in runs)
@@ -276,6 +363,7 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
     fit = Fit(status, list(parameters), best_x, best_f, n, grad, std, ci, aic, bic, noise,
               obj.evaluations + full.evaluations, seconds, runs, message, pred,
               np.concatenate(fitted_mask))
+    fit.profiles = {parameters[j].key: v for j, v in profiles.items()}
     obj.destroy()
     full.destroy()
     if math.isfinite(best_f):
