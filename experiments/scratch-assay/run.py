@@ -3,7 +3,8 @@
 Prediction, stated before the run (the finding of Jin et al. 2016 and of the Simpson group's
 later re-analyses): the Fisher-KPP estimates of D and r drift with the initial density (cells
 seeded per well), those of the Porous-Fisher model less.  The fits are bounded least squares
-with exact derivatives of the discrete runs (`tumorpde calibrate`), noise variance estimated;
+with exact derivatives of the discrete runs (`tumorpde calibrate`), noise variance estimated,
+Wald and profile-likelihood 95 % intervals;
 the carrying capacity K = 1.7e-3 cells/um^2 is fixed (Jin et al. 2016).  Data: 3 replicates per
 50 um bin at 12, 24 (fitted), 36 and 48 h (forecast).  Two starts of the model: from the
 replicates' mean profile at 0 h (fitted to 12 and 24 h), and from the 12 h profile (fitted to
@@ -28,6 +29,7 @@ SOURCE = HERE.parents[1].parent / "shared" / "data" / "jin2016"
 MODELS = {"fisher-kpp": "Fisher-KPP", "porous-fisher": "Porous-Fisher"}
 DENSITIES = {"small": [10, 16], "medium": [10, 12, 14, 16], "full": [10, 12, 14, 16]}
 STARTS = {"small": 1, "medium": 3, "full": 5}
+PROFILE = {"small": 0, "medium": 9, "full": 15}  # points of each profile likelihood
 #: where the model starts (h): the initial profile is the replicates' mean at that time
 VARIANTS = {"from-0h": 0.0, "from-12h": 12.0}
 HEADER = ("# PC-3 scratch assay, {n},000 cells seeded per well: Jin W, Shah ET, Penington CJ, "
@@ -93,7 +95,7 @@ def main() -> None:
                 res = run_calibration(
                     str(HERE / f"{model}.toml"), [str(data)], [], until=24.0,
                     output=runs / variant / f"{model}-{n}", starts=STARTS[args.size],
-                    progress=False,
+                    progress=False, profile=PROFILE[args.size],
                     overrides=[f'species.cells.initial.data="{init}"',
                                f"species.cells.initial.time={start}", f"time.start={start}",
                                f"mesh.cells=[{cells}]", f"time.dt={dt}", "output.progress=false"])
@@ -138,6 +140,10 @@ def summarise(results: dict, densities: list[int]) -> dict[str, float | str]:
                 ci = per[str(n)]["calibration"]["parameters"][key]["ci95"]
                 s[f"{model}_{key}_{n}k"] = float(v)
                 s[f"{model}_{key}_{n}k_ci95"] = f"[{ci[0]:.3g}, {ci[1]:.3g}]"
+                prof = per[str(n)]["calibration"].get("profiles", {}).get(key)
+                if prof:
+                    ends = ["-" if e is None else f"{e:.3g}" for e in prof["ci95"]]
+                    s[f"{model}_{key}_{n}k_profile_ci95"] = f"[{ends[0]}, {ends[1]}]"
             cv[model][key] = float(np.std(vals) / np.mean(vals))
             s[f"{model}_{key}_cv_across_densities"] = cv[model][key]
         s[f"{model}_mean_forecast_rel_rmse_48h"] = float(np.mean(
