@@ -6,6 +6,7 @@ Every test runs serially and under ``mpiexec -n 2`` (the in-memory runs are coll
 from __future__ import annotations
 
 import copy
+import gc
 import tomllib
 from pathlib import Path
 
@@ -299,6 +300,7 @@ def test_live_problems_keep_their_own_solver_options(monkeypatch) -> None:
     from petsc4py import PETSc
 
     db = PETSc.Options()
+    before = {k for k in db.getAll() if k.startswith("tumorpde_")}  # other live solvers'
     db["tumorpde_ksp_max_it"] = "17"  # as PETSC_OPTIONS="-tumorpde_ksp_max_it 17" would
     try:
         mono = ['solver.strategy="monolithic"', *QUICK]
@@ -316,10 +318,16 @@ def test_live_problems_keep_their_own_solver_options(monkeypatch) -> None:
         a.destroy()
         c = tp.Problem(tp.load("quickstart", mono))
         assert c.solver.prefix == prefix_a  # the freed slot is taken again
+        # a problem dropped without destroy() gives its options and slot back when collected
+        d = tp.Problem(tp.load("quickstart", mono))
+        prefix_d = d.solver.prefix
+        del d
+        gc.collect()
+        assert not any(k.startswith(prefix_d) for k in db.getAll())
         assert c.solver.snes.getKSP().getPC().getType() == "lu"
         b.destroy()
         c.destroy()
-        left = [k for k in db.getAll() if k.startswith("tumorpde_")]
+        left = sorted(k for k in db.getAll() if k.startswith("tumorpde_") and k not in before)
         assert left == ["tumorpde_ksp_max_it"], left
     finally:
         db.delValue("tumorpde_ksp_max_it")

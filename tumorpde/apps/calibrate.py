@@ -11,7 +11,9 @@ Writes into the output directory (``out/calibrate-NAME`` by default):
 * ``fit/``: the run at the estimate (a run directory: ``tumorpde plot``, ``report``);
 * ``fit.png``: data against the model over time (fitted and forecast rows);
 * ``parameter-fields.xdmf``: fitted field parameters (``field = true``), for ParaView;
-* ``profiles.png`` (with ``--profile N``): profile likelihoods of the parameters.
+* ``profiles.png`` (with ``--profile N``): profile likelihoods of the parameters;
+* with ``--method mcmc``: ``posterior.csv`` (samples after burn-in), ``corner.png`` and
+  ``chains.npz`` (every chain; a second call in the same directory continues from it).
 
 ``calibration.json`` is written last, so a directory without it is not a finished
 calibration.  Bad input (data, keys, bounds) ends before anything is written.
@@ -172,7 +174,8 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
                     evaluate: bool = False, output: str | Path | None = None,
                     overrides: Sequence[str] = (), starts: int | None = None, seed: int = 0,
                     progress: bool | None = None, regularise: Sequence[str] = (),
-                    profile: int = 0,
+                    profile: int = 0, walkers: int | None = None, steps: int | None = None,
+                    burn: int | None = None, ranks_per_chain: int = 1,
                     comm: MPI.Comm = MPI.COMM_WORLD) -> CalibrationRun:
     """Calibrate a config against data files and write the results (collective).
 
@@ -186,8 +189,11 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
     config = load_config(path, list(overrides))
     cal = config.calibration
     method = method or (cal.method if cal is not None else "lsq")
-    if method != "lsq":
-        raise ConfigError("--method", f"{method!r} is not available yet (use lsq)")
+    if method not in ("lsq", "mcmc"):
+        raise ConfigError("--method", f"{method!r} is not a method (lsq, mcmc)")
+    if ranks_per_chain < 1 or comm.size % ranks_per_chain:
+        raise ConfigError("--ranks-per-chain", f"must divide the {comm.size} MPI ranks, got "
+                                               f"{ranks_per_chain}")
     params = parse_fit(fit, config)
     alpha = parse_regularise(regularise, config, params)
     files = _data_files(data, config)
@@ -197,9 +203,15 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
     outdir = Path(output) if output else Path("out") / f"calibrate-{path.stem}"
     if outdir.exists() and not outdir.is_dir():
         raise ConfigError("--output", f"{outdir} exists and is not a directory")
-    problem = Problem(config, comm)
+    groups = comm.size // ranks_per_chain if method == "mcmc" else 1
+    sub = comm.Split(comm.rank // ranks_per_chain) if groups > 1 else comm
+    first = comm.rank < sub.size  # the ranks of group 0
+    problem = Problem(config, sub)
+    opts = {"walkers": walkers, "steps": steps, "burn": burn,
+            "checkpoint": outdir / "chains.npz"}
     result = calibrate(problem, datasets, params, until=until, starts=starts, seed=seed,
-                       evaluate_only=evaluate, regularisation=alpha, profile=profile)
+                       evaluate_only=evaluate, regularisation=alpha, profile=profile,
+                       method=method, mcmc=opts, world=comm)
     if comm.rank == 0:
         outdir.mkdir(parents=True, exist_ok=True)
         stale = outdir / "calibration.json"
@@ -207,23 +219,29 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
             stale.unlink()
     comm.Barrier()
     written: list[Path] = []
-    if math.isfinite(result.objective):
+    if math.isfinite(result.objective) and first:  # group 0 only: one fit/ run
         problem.solve(output=outdir / "fit", progress=progress)
         written.append(outdir / "fit")
         if result.fields:
             written.append(write_fields(outdir / "parameter-fields.xdmf", problem,
                                         list(result.fields)))
+    comm.Barrier()
     if comm.rank == 0:
         if result.predictions:
             written.append(write_predictions(outdir / "predictions.csv", datasets, result))
             written.append(_figure(outdir / "fit.png", datasets, result))
         if result.profiles:
             written.append(_profile_figure(outdir / "profiles.png", result))
+        if result.posterior is not None:
+            written.append(_write_posterior(outdir / "posterior.csv", result))
+            written.append(_corner(outdir / "corner.png", result))
         record = result.to_json(method=method, until=until, config=str(path),
                                 data=[str(d.path) for d in datasets],
                                 ranks=comm.size)
         written.append(write_json(outdir / "calibration.json", record))
     problem.destroy()
+    if sub is not comm:
+        sub.Free()
     return CalibrationRun(outdir, result, written)
 
 
@@ -289,6 +307,53 @@ def _profile_figure(path: Path, fit: Fit) -> Path:
     axes[0][0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _write_posterior(path: Path, fit: Fit) -> Path:
+    """``posterior.csv``: every sample after burn-in (walker-major) with its log-probability."""
+    import csv
+
+    post = fit.posterior
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([p.key for p in fit.parameters] + ["log_prob"])
+        for x, lp in zip(post.samples, post.log_prob, strict=True):
+            w.writerow([repr(float(v)) for v in x] + [repr(float(lp))])
+    tmp.replace(path)
+    return path
+
+
+def _corner(path: Path, fit: Fit) -> Path:
+    """Pairwise scatter plots and histograms of the posterior samples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = fit.posterior.samples
+    k = x.shape[1]
+    keys = [p.key for p in fit.parameters]
+    fig, axes = plt.subplots(k, k, figsize=(2.6 * k, 2.6 * k), squeeze=False)
+    for i in range(k):
+        for j in range(k):
+            ax = axes[i][j]
+            if j > i:
+                ax.axis("off")
+            elif i == j:
+                ax.hist(x[:, i], bins=30, color="C0", alpha=0.8)
+                for q in np.percentile(x[:, i], [2.5, 50, 97.5]):
+                    ax.axvline(q, color="C3", lw=0.8)
+            else:
+                ax.plot(x[:, j], x[:, i], ".", ms=1, alpha=0.3)
+            if i == k - 1:
+                ax.set_xlabel(keys[j])
+            if j == 0 and i > 0:
+                ax.set_ylabel(keys[i])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 

@@ -174,6 +174,13 @@ def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
     ca.add_argument("--starts", type=int, metavar="N",
                     help="least-squares starts: the config's values, then a Latin hypercube")
     ca.add_argument("--seed", type=int, default=0, help="seed of the Latin hypercube")
+    ca.add_argument("--walkers", type=int, metavar="N", help="mcmc: walkers (default "
+                    "max(2k+2, 8) for k parameters)")
+    ca.add_argument("--steps", type=int, metavar="N", help="mcmc: steps per walker (default "
+                    "200; a rerun in the same directory continues to N)")
+    ca.add_argument("--burn", type=int, metavar="N", help="mcmc: steps discarded (default half)")
+    ca.add_argument("--ranks-per-chain", type=int, default=1, metavar="K",
+                    help="mcmc under mpiexec: ranks per group evaluating walkers (default 1)")
     ca.add_argument("--profile", type=int, default=0, metavar="N",
                     help="profile likelihood of each parameter on N points (identifiability; "
                     "95 %% interval from the profile)")
@@ -400,7 +407,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                           method=args.method, evaluate=args.evaluate, output=args.output,
                           overrides=args.set, starts=args.starts, seed=args.seed,
                           progress=False if args.quiet else None,
-                          regularise=args.regularise, profile=args.profile)
+                          regularise=args.regularise, profile=args.profile,
+                          walkers=args.walkers, steps=args.steps, burn=args.burn,
+                          ranks_per_chain=args.ranks_per_chain)
     fit = res.fit
     if fit.status == "failed":
         _say(f"tumorpde: calibration failed: {fit.message}; see "

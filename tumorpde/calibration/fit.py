@@ -89,6 +89,8 @@ class Fit:
     regularisation: dict[str, float] = field(default_factory=dict)
     #: parameter key -> its profile likelihood (values, profile, ci95)
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the posterior samples of ``--method mcmc`` (:class:`tumorpde.calibration.mcmc.Posterior`)
+    posterior: Any = None
 
     def to_json(self, **extra: Any) -> dict[str, Any]:
         """The ``calibration.json`` record."""
@@ -111,7 +113,16 @@ class Fit:
                                                             strict=True)},
                 "aic": num(self.aic), "bic": num(self.bic), "noise": self.noise,
                 "evaluations": self.evaluations, "timings": self.seconds,
-                "starts": self.starts, "profiles": self.profiles, **extra}
+                "starts": self.starts, "profiles": self.profiles,
+                **({"mcmc": self._mcmc_record()} if self.posterior is not None else {}), **extra}
+
+    def _mcmc_record(self) -> dict[str, Any]:
+        post = self.posterior
+        return {"walkers": post.walkers, "steps": post.steps, "burn": post.burn,
+                "samples": int(post.samples.shape[0]), "acceptance": post.acceptance,
+                "autocorrelation_time": dict(zip([p.key for p in self.parameters],
+                                                 post.autocorr, strict=True)),
+                "resumed_from_step": post.resumed_from}
 
 
 def latin_hypercube(n: int, low: np.ndarray, high: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -269,7 +280,9 @@ def _least_squares(objective: Objective, x0: np.ndarray, low: np.ndarray, high: 
 def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParameter], *,
               until: float | None = None, starts: int = 1, seed: int = 0,
               evaluate_only: bool = False, tol: float = 1e-10,
-              regularisation: dict[str, float] | None = None, profile: int = 0) -> Fit:
+              regularisation: dict[str, float] | None = None, profile: int = 0,
+              method: str = "lsq", mcmc: dict[str, Any] | None = None,
+              world: Any = None) -> Fit:
     """Fit ``parameters`` of ``problem`` to the rows of ``data`` with ``t <= until``.
 
     Args:
@@ -288,6 +301,11 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
             gradient, every node bounded alike, and no intervals.
         profile: Points of a profile likelihood per parameter (0: none; see
             :func:`profile_likelihoods`).
+        method: ``"lsq"``, or ``"mcmc"``: after the least-squares fit, posterior samples
+            (:mod:`tumorpde.calibration.mcmc`); estimates are posterior medians, intervals
+            the 2.5 and 97.5 percentiles, bands posterior-predictive.
+        mcmc: ``walkers``, ``steps``, ``burn``, ``checkpoint`` (path of chains.npz).
+        world: The communicator of all ranks (``--method mcmc`` with several groups).
 
     Raises:
         ConfigError: Bounds that do not contain the config's value, no data to fit.
@@ -339,6 +357,7 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
     noise: dict[str, Any] = {"model": "given" if sigma_given else "estimated"}
     pred: dict[str, np.ndarray] = {}
     profiles: dict[int, dict[str, Any]] = {}
+    post = None
     message = runs[-1].get("message", "") if evaluate_only else ""
     if math.isfinite(best_f):
         rss = 2.0 * best_f
@@ -354,6 +373,11 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
         if profile > 1:
             profiles = profile_likelihoods(obj, best_x, low, high, std, profile, sigma_given, tol)
         pred = _predictions(full, best_x, cov)
+        if method == "mcmc":
+            post, best_x, std, ci, pred = _posterior(full, np.concatenate(fitted_mask), low, high,
+                                                     best_x, cov, sigma_given, seed, mcmc or {},
+                                                     world or problem.comm, s2)
+            status = "sampled"
     else:
         message = message or "; ".join(str(r["status"]) for r in runs)
     seconds = {"total": time.perf_counter() - t_start}
@@ -364,6 +388,7 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
               obj.evaluations + full.evaluations, seconds, runs, message, pred,
               np.concatenate(fitted_mask))
     fit.profiles = {parameters[j].key: v for j, v in profiles.items()}
+    fit.posterior = post
     obj.destroy()
     full.destroy()
     if math.isfinite(best_f):
@@ -462,6 +487,32 @@ def _calibrate_fields(problem: Any, data: Sequence[Data], parameters: Sequence[F
     if split is not None:
         problem.reset(split, times=full.times)
     return fit
+
+
+def _posterior(full: Objective, fitted: np.ndarray, low: np.ndarray, high: np.ndarray,
+               best: np.ndarray, cov: np.ndarray, sigma_given: bool, seed: int,
+               opts: dict[str, Any], world: Any, s2: float) -> tuple[Any, ...]:
+    """Sample, then the posterior summaries and posterior-predictive bands."""
+    from tumorpde.calibration.mcmc import sample
+
+    k = best.size
+    walkers = int(opts.get("walkers") or max(2 * k + 2, 8))
+    steps = int(opts.get("steps") or 200)
+    burn = int(opts["burn"]) if opts.get("burn") is not None else steps // 2
+    post = sample(full, fitted, low, high, best, cov, sigma_given, walkers=walkers, steps=steps,
+                  burn=burn, seed=seed, world=world, checkpoint=opts.get("checkpoint"))
+    est = np.median(post.samples, axis=0)
+    std = np.std(post.samples, axis=0)
+    ci = np.percentile(post.samples, [2.5, 97.5], axis=0).T
+    # posterior predictive: the model at each sample plus measurement noise
+    rng = np.random.default_rng(seed + 1)
+    ok = np.all(np.isfinite(post.predictions), axis=1)
+    m = post.predictions[ok]
+    noise_sd = full.sigma if sigma_given else np.full(full.n_data, math.sqrt(max(s2, 0.0)))
+    draws = m + noise_sd[None, :] * rng.standard_normal(m.shape)
+    pred = {"model": np.median(m, axis=0), "lo": np.percentile(draws, 2.5, axis=0),
+            "hi": np.percentile(draws, 97.5, axis=0)}
+    return post, est, std, ci, pred
 
 
 def _predictions(full: Objective, x: np.ndarray, cov: np.ndarray) -> dict[str, np.ndarray]:

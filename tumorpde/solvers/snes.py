@@ -17,6 +17,7 @@ is destroyed: two problems alive in one process never see each other's options.
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,16 @@ def _take_slot() -> int:
         slot += 1
     _LIVE.add(slot)
     return slot
+
+
+def _release(slot: int, prefix: str, keys: list[str]) -> None:
+    """Remove a solver's options and free its slot (local: safe when collected)."""
+    if slot not in _LIVE:
+        return
+    opts = PETSc.Options()
+    for k in keys:
+        opts.delValue(f"{prefix}{k}")
+    _LIVE.discard(slot)
 
 
 def _global_options() -> dict[str, Any]:
@@ -123,6 +134,9 @@ class StepSolver:
         opts = PETSc.Options()
         for k, v in self._written.items():
             opts[f"{self.prefix}{k}"] = v
+        # a solver dropped without destroy() still gives its options and slot back
+        self._finalizer = weakref.finalize(self, _release, self.slot, self.prefix,
+                                           list(self._written))
         self.b = disc.u.x.petsc_vec.duplicate()
         self.A = self.split.create_matrix() if self.split else disc.create_matrix()
         self.snes = PETSc.SNES().create(comm)
@@ -171,10 +185,7 @@ class StepSolver:
         """Free PETSc objects, remove this solver's options and free its prefix."""
         if self.slot not in _LIVE:
             return
-        opts = PETSc.Options()
-        for k in self._written:
-            opts.delValue(f"{self.prefix}{k}")
-        _LIVE.discard(self.slot)
+        self._finalizer()  # options removed, slot freed
         self.snes.destroy()
         self.A.destroy()
         self.b.destroy()
