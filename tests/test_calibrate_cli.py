@@ -102,7 +102,9 @@ def test_the_gradient_on_two_ranks_equals_one_rank(tmp_path, data_file):
     ("", ("--fit", "chi=0.6:2"), "do not contain the config's value 0.3"),
     ("", ("--fit", "mesh.cells"), "is not a parameter of the model"),
     ("", ("--fit", "chi=2:1"), "must have LOW < HIGH"),
-    ("", ("--method", "mcmc"), "not available yet"),
+    ("", ("--method", "mcmc", "--walkers", "1"), "needs at least 2 walkers"),
+    ("", ("--method", "mcmc", "--steps", "10", "--burn", "10"), "must lie in [0, steps=10)"),
+    ("", ("--profile", "1"), "at least 2 points"),
 ])
 def test_bad_input_ends_with_status_2_and_one_line(tmp_path, data_file, edit, args, message):
     text = data_file.read_text().splitlines()
@@ -141,3 +143,64 @@ def test_a_field_parameter_is_fitted_node_by_node(tmp_path, data_file):
     bad = calibrate("--data", str(data_file), "--fit", "chi=0.05:2", "--regularise", "alpha=1",
                     "-o", "bad", cwd=tmp_path)
     assert bad.returncode == 2 and "is not a fitted parameter" in bad.stderr
+
+
+SCRATCH = Path(__file__).resolve().parents[1] / "experiments" / "scratch-assay" / "fisher-kpp.toml"
+FAST = ["--set", "mesh.cells=[38]", "--set", "time.dt=1.0", "-q"]
+
+
+def mcmc(*args: str, cwd: Path, np_: int = 1) -> subprocess.CompletedProcess:
+    return cli("calibrate", str(SCRATCH), "--method", "mcmc", "--burn", "5", *FAST, *args,
+               cwd=cwd, np_=np_)
+
+
+def chains(path: Path) -> np.ndarray:
+    with np.load(path, allow_pickle=True) as z:
+        return z["chain"]
+
+
+def test_mcmc_samples_a_posterior_and_resumes_exactly_after_a_kill(tmp_path):
+    import os
+    import signal
+    import time
+
+    whole = mcmc("--steps", "40", "-o", "whole", cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    rec = json.loads((tmp_path / "whole" / "calibration.json").read_text())
+    assert rec["status"] == "sampled" and rec["mcmc"]["samples"] == 8 * 35
+    for key in ("D", "r"):
+        p = rec["parameters"][key]
+        assert p["ci95"][0] < p["estimate"] < p["ci95"][1] and p["std"] > 0
+    assert 0.1 < rec["mcmc"]["acceptance"] < 0.95
+    with open(tmp_path / "whole" / "posterior.csv") as f:
+        assert f.readline().strip() == "D,r,log_prob" and len(f.readlines()) == 8 * 35
+    assert (tmp_path / "whole" / "corner.png").stat().st_size > 10_000
+    # kill -9 once the first checkpoint exists, then the same command again
+    cmd = [sys.executable, "-m", "tumorpde", "calibrate", str(SCRATCH), "--method", "mcmc",
+           "--burn", "5", *FAST, "--steps", "40", "-o", "killed"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "killed" / "chains.npz").exists() and proc.poll() is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "calibration.json").exists()
+    again = mcmc("--steps", "40", "-o", "killed", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    resumed = json.loads((tmp_path / "killed" / "calibration.json").read_text())
+    assert 0 < resumed["mcmc"]["resumed_from_step"] < 40
+    np.testing.assert_array_equal(chains(tmp_path / "killed" / "chains.npz"),
+                                  chains(tmp_path / "whole" / "chains.npz"))
+    # another calibration in the same directory is refused
+    other = mcmc("--steps", "40", "--walkers", "10", "-o", "killed", cwd=tmp_path)
+    assert other.returncode == 2 and "different calibration" in other.stderr
+
+
+def test_mcmc_walkers_spread_over_mpi_groups_give_the_serial_chain(tmp_path):
+    one = mcmc("--steps", "12", "-o", "one", cwd=tmp_path)
+    two = mcmc("--steps", "12", "-o", "two", cwd=tmp_path, np_=2)
+    assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
+    np.testing.assert_allclose(chains(tmp_path / "two" / "chains.npz"),
+                               chains(tmp_path / "one" / "chains.npz"), rtol=1e-10)

@@ -164,6 +164,18 @@ def write_fields(path: Path, problem: Any, names: Sequence[str]) -> Path:
     return path
 
 
+def _check_mcmc(k: int, walkers: int | None, steps: int | None, burn: int | None) -> None:
+    """The sampler's settings, checked before anything runs."""
+    if walkers is not None and walkers < 2 * k:
+        raise ConfigError("--walkers", f"needs at least {2 * k} walkers for {k} parameters, "
+                                       f"got {walkers}")
+    n = 200 if steps is None else steps
+    if n < 2:
+        raise ConfigError("--steps", f"must be at least 2, got {n}")
+    if burn is not None and not 0 <= burn < n:
+        raise ConfigError("--burn", f"must lie in [0, steps={n}), got {burn}")
+
+
 def _data_files(items: Sequence[str], config: Any) -> list[str]:
     table = list(config.calibration.data) if config.calibration is not None else []
     return table + [f for f in items if f not in table]
@@ -196,6 +208,8 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
                                                f"{ranks_per_chain}")
     params = parse_fit(fit, config)
     alpha = parse_regularise(regularise, config, params)
+    if method == "mcmc":
+        _check_mcmc(len(params), walkers, steps, burn)
     files = _data_files(data, config)
     datasets = read_all(files)
     until = until if until is not None else (cal.until if cal is not None else None)
