@@ -179,7 +179,8 @@ def conclusion(s: dict[str, float | str], densities: list[int]) -> str:
             f"miss by "
             f"{100 * float(s[f'{v}_fisher-kpp_mean_forecast_rel_rmse_48h']):.0f} % and "
             f"{100 * float(s[f'{v}_porous-fisher_mean_forecast_rel_rmse_48h']):.0f} % "
-            f"(RMSE over the mean density); the mean error at 48 h is "
+            f"(RMSE over the mean density){_open_profiles(s, v, densities)}; the mean error "
+            f"at 48 h is "
             f"{float(s[f'{v}_fisher-kpp_mean_forecast_bias_48h']):+.3g} and "
             f"{float(s[f'{v}_porous-fisher_mean_forecast_bias_48h']):+.3g} (1e-3 cells/um^2: "
             f"{'both under-predict' if max(float(s[f'{v}_{m}_mean_forecast_bias_48h']) for m in MODELS) < 0 else 'not both under-predict'} "
@@ -187,6 +188,22 @@ def conclusion(s: dict[str, float | str], densities: list[int]) -> str:
             f"prefers Porous-Fisher at {s[f'{v}_densities_where_porous_fisher_has_lower_aic']} "
             f"densities.")
     return " ".join(parts)
+
+
+def _open_profiles(s: dict[str, float | str], variant: str, densities: list[int]) -> str:
+    """A note on the profile intervals of D that the grid did not close (identifiability)."""
+    notes = []
+    for model in MODELS:
+        keys = [f"{variant}_{model}_D_{n}k_profile_ci95" for n in densities]
+        if not all(k in s for k in keys):
+            return ""
+        n_open = sum("-" in str(s[k]).replace("e-", "e") for k in keys)
+        if n_open:
+            notes.append(f"{MODELS[model]}'s D at {n_open} of {len(densities)} densities")
+    if not notes:
+        return ""
+    return ("; the profile likelihood does not bound " + " and ".join(notes) +
+            " within 3 standard deviations (D is practically non-identifiable there)")
 
 
 def figure(fits: dict, densities: list[int], path: Path) -> None:

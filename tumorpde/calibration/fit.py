@@ -91,6 +91,10 @@ class Fit:
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the posterior samples of ``--method mcmc`` (:class:`tumorpde.calibration.mcmc.Posterior`)
     posterior: Any = None
+    #: Gauss-Newton covariance at the least-squares estimate
+    covariance: np.ndarray | None = None
+    #: the noise variance used in it (1 with sigma given)
+    noise_variance: float = float("nan")
 
     def to_json(self, **extra: Any) -> dict[str, Any]:
         """The ``calibration.json`` record."""
@@ -321,79 +325,87 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
     scales = [p.scale for p in parameters]
     full = Objective(problem, data, names, scales=scales)  # checks every row
     x0 = full.start()
+    _check_bounds(parameters, x0)
+    fitted_mask, fit_data = _fitted_rows(problem, data, until)
+    obj = Objective(problem, fit_data, names, times=full.times, scales=scales)
+    sigma_given = any(("sigma" in d.columns) for d in fit_data)
+    best_x, best_f, status, runs = _search(obj, x0, low, high, starts, seed, tol, evaluate_only)
+    k = len(names)
+    nan = np.full(k, np.nan)
+    fit = Fit(status, list(parameters), best_x, best_f, obj.n_data, nan, nan,
+              np.column_stack([nan, nan]), float("nan"), float("nan"),
+              {"model": "given" if sigma_given else "estimated"}, 0, {}, runs,
+              runs[-1].get("message", "") if evaluate_only else "", {},
+              np.concatenate(fitted_mask))
+    if math.isfinite(best_f):
+        _uncertainty(fit, obj, full, low, high, sigma_given, fit_data, profile, tol)
+        if method == "mcmc":
+            fit.posterior, fit.estimate, fit.std, fit.ci95, fit.predictions = _posterior(
+                full, fit.fitted, low, high, best_x, fit.covariance, sigma_given, seed,
+                mcmc or {}, world or problem.comm, fit.noise_variance)
+            fit.status = "sampled"
+    else:
+        fit.message = fit.message or "; ".join(str(r["status"]) for r in runs)
+    fit.evaluations = obj.evaluations + full.evaluations
+    fit.seconds = {"total": time.perf_counter() - t_start}
+    for o in (obj, full):
+        for key, v in o.seconds.items():
+            fit.seconds[key] = fit.seconds.get(key, 0.0) + v
+    obj.destroy()
+    full.destroy()
+    if math.isfinite(best_f):
+        problem.reset(dict(zip(names, fit.estimate * np.array(scales), strict=True)),
+                      times=full.times)
+    return fit
+
+
+def _check_bounds(parameters: Sequence[FitParameter], x0: Sequence[float]) -> None:
     for p, v in zip(parameters, x0, strict=True):
         if not p.low <= v <= p.high:
             raise ConfigError(f"--fit {p.key}", f"the bounds [{p.low:g}, {p.high:g}] do not "
                                                 f"contain the config's value {v:g}")
-    fitted_mask = [d.t <= until + problem.milestones.tol if until is not None
-                   else np.ones(len(d), dtype=bool) for d in data]
-    fit_data = [d.select(m) for d, m in zip(data, fitted_mask, strict=True)]
-    fit_data = [d for d in fit_data if len(d)]
-    if not fit_data:
-        raise ConfigError("--until", f"no data row has t <= {until:g}: nothing to fit")
-    obj = Objective(problem, fit_data, names, times=full.times, scales=scales)
-    sigma_given = any(("sigma" in d.columns) for d in fit_data)
+
+
+def _search(obj: Objective, x0: np.ndarray, low: np.ndarray, high: np.ndarray, starts: int,
+            seed: int, tol: float, evaluate_only: bool
+            ) -> tuple[np.ndarray, float, str, list[dict[str, Any]]]:
+    """The best least-squares optimum over the starts (or the start alone, evaluated)."""
     runs: list[dict[str, Any]] = []
-    best_x, best_f, status = x0, float("inf"), "failed"
     if evaluate_only:
         ev = obj.evaluate(x0)
-        best_x, best_f = x0, ev.value
         status = "evaluated" if ev.ok else "failed"
-        runs.append({"start": x0.tolist(), "estimate": x0.tolist(), "objective": best_f,
-                     "status": status, "message": ev.message})
-    else:
-        points = np.vstack([x0[None, :], latin_hypercube(starts - 1, low, high, seed)])
-        for x in points:
-            xs, f, msg = _least_squares(obj, x, low, high, tol)
-            runs.append({"start": x.tolist(), "estimate": xs.tolist(),
-                         "objective": f if math.isfinite(f) else None, "status": msg})
-            if math.isfinite(f) and f < best_f:
-                best_x, best_f, status = xs, f, "converged" if msg == "converged" else "stopped"
-    n = obj.n_data
-    k = len(names)
-    nan = np.full(k, np.nan)
-    grad, std, ci = nan, nan, np.column_stack([nan, nan])
-    aic = bic = float("nan")
-    noise: dict[str, Any] = {"model": "given" if sigma_given else "estimated"}
-    pred: dict[str, np.ndarray] = {}
-    profiles: dict[int, dict[str, Any]] = {}
-    post = None
-    message = runs[-1].get("message", "") if evaluate_only else ""
-    if math.isfinite(best_f):
-        rss = 2.0 * best_f
-        grad = obj.gradient(best_x)
-        J = obj.jacobian(best_x)
-        cov, s2 = covariance(J, rss, n, sigma_given)
-        std = np.sqrt(np.maximum(np.diag(cov), 0.0))
-        ci = np.column_stack([best_x - Z95 * std, best_x + Z95 * std])
-        sig = np.concatenate([d.sigma for d in fit_data]) if sigma_given else None
-        aic, bic = information_criteria(rss, n, k, sig)
-        if not sigma_given:
-            noise["sigma"] = math.sqrt(s2) if math.isfinite(s2) else None
-        if profile > 1:
-            profiles = profile_likelihoods(obj, best_x, low, high, std, profile, sigma_given, tol)
-        pred = _predictions(full, best_x, cov)
-        if method == "mcmc":
-            post, best_x, std, ci, pred = _posterior(full, np.concatenate(fitted_mask), low, high,
-                                                     best_x, cov, sigma_given, seed, mcmc or {},
-                                                     world or problem.comm, s2)
-            status = "sampled"
-    else:
-        message = message or "; ".join(str(r["status"]) for r in runs)
-    seconds = {"total": time.perf_counter() - t_start}
-    for o in (obj, full):
-        for key, v in o.seconds.items():
-            seconds[key] = seconds.get(key, 0.0) + v
-    fit = Fit(status, list(parameters), best_x, best_f, n, grad, std, ci, aic, bic, noise,
-              obj.evaluations + full.evaluations, seconds, runs, message, pred,
-              np.concatenate(fitted_mask))
-    fit.profiles = {parameters[j].key: v for j, v in profiles.items()}
-    fit.posterior = post
-    obj.destroy()
-    full.destroy()
-    if math.isfinite(best_f):
-        problem.reset(dict(zip(names, best_x * np.array(scales), strict=True)), times=full.times)
-    return fit
+        runs.append({"start": x0.tolist(), "estimate": x0.tolist(), "objective": ev.value
+                     if ev.ok else None, "status": status, "message": ev.message})
+        return x0, ev.value, status, runs
+    best_x, best_f, status = x0, float("inf"), "failed"
+    points = np.vstack([x0[None, :], latin_hypercube(starts - 1, low, high, seed)])
+    for x in points:
+        xs, f, msg = _least_squares(obj, x, low, high, tol)
+        runs.append({"start": x.tolist(), "estimate": xs.tolist(),
+                     "objective": f if math.isfinite(f) else None, "status": msg})
+        if math.isfinite(f) and f < best_f:
+            best_x, best_f, status = xs, f, "converged" if msg == "converged" else "stopped"
+    return best_x, best_f, status, runs
+
+
+def _uncertainty(fit: Fit, obj: Objective, full: Objective, low: np.ndarray, high: np.ndarray,
+                 sigma_given: bool, fit_data: Sequence[Data], profile: int, tol: float) -> None:
+    """Gradient, covariance, intervals, information criteria, profiles and predictions."""
+    x, n, k = fit.estimate, obj.n_data, fit.estimate.size
+    rss = 2.0 * fit.objective
+    fit.gradient = obj.gradient(x)
+    cov, s2 = covariance(obj.jacobian(x), rss, n, sigma_given)
+    fit.covariance, fit.noise_variance = cov, s2
+    fit.std = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    fit.ci95 = np.column_stack([x - Z95 * fit.std, x + Z95 * fit.std])
+    sig = np.concatenate([d.sigma for d in fit_data]) if sigma_given else None
+    fit.aic, fit.bic = information_criteria(rss, n, k, sig)
+    if not sigma_given:
+        fit.noise["sigma"] = math.sqrt(s2) if math.isfinite(s2) else None
+    if profile > 1:
+        prof = profile_likelihoods(obj, x, low, high, fit.std, profile, sigma_given, tol)
+        fit.profiles = {fit.parameters[j].key: v for j, v in prof.items()}
+    fit.predictions = _predictions(full, x, cov)
 
 
 def _fitted_rows(problem: Any, data: Sequence[Data], until: float | None
@@ -430,11 +442,8 @@ def _calibrate_fields(problem: Any, data: Sequence[Data], parameters: Sequence[F
     x0 = obj.start()
     N = obj.layout.size
     bounds = [(p.low, p.high) for p in scalars] + [(p.low, p.high) for p in fields for _ in range(N)]
-    for p, v in zip(parameters, [*x0[:len(scalars)], *[x0[len(scalars) + i * N] for i in
-                                                       range(len(fields))]], strict=True):
-        if not p.low <= v <= p.high:
-            raise ConfigError(f"--fit {p.key}", f"the bounds [{p.low:g}, {p.high:g}] do not "
-                                                f"contain the config's value {v:g}")
+    _check_bounds([*scalars, *fields],
+                  [*x0[:len(scalars)], *[x0[len(scalars) + i * N] for i in range(len(fields))]])
     worst = [0.0]
 
     def fun(x: np.ndarray) -> tuple[float, np.ndarray]:

@@ -130,18 +130,12 @@ def sample(full: Objective, fitted: np.ndarray, low: np.ndarray, high: np.ndarra
         return lp, ev.model.copy()
 
     key = _key(full.names, low, high, n, walkers, seed, full.value)
-    rng = np.random.default_rng(seed)
-    sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
-    sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1e-3 * (high - low))
-    width = np.minimum(sd, 0.1 * (high - low))
-    p0 = np.clip(start + 0.5 * width * rng.standard_normal((walkers, k)),
-                 low + 1e-9 * (high - low), high - 1e-9 * (high - low))
     chain, lps, blobs, state, done = _resume(checkpoint, key, world)
     sampler = emcee.EnsembleSampler(walkers, k, log_prob, pool=pool,
                                     blobs_dtype=[("model", float, (full.n_data,))])
     if state is None:
         sampler.random_state = np.random.RandomState(seed).get_state()  # same on every rank
-        init: Any = p0
+        init: Any = _ball(start, cov, low, high, walkers, seed)
     else:
         init = emcee.State(state["coords"], log_prob=state["log_prob"],
                            blobs=state["blobs"], random_state=state["random_state"])
@@ -150,21 +144,31 @@ def sample(full: Objective, fitted: np.ndarray, low: np.ndarray, high: np.ndarra
     for i, st in enumerate(sampler.sample(init, iterations=max(todo, 0), store=True)):
         if checkpoint is not None and ((i + 1) % every == 0 or i + 1 == todo):
             _save(checkpoint, key, world, prev, sampler, st)
-    new_chain = sampler.get_chain() if todo > 0 else np.zeros((0, walkers, k))
-    new_lp = sampler.get_log_prob() if todo > 0 else np.zeros((0, walkers))
-    new_blobs = sampler.get_blobs()["model"] if todo > 0 else np.zeros((0, walkers, full.n_data))
-    all_chain = np.concatenate([x for x in (chain, new_chain) if x is not None])
-    all_lp = np.concatenate([x for x in (lps, new_lp) if x is not None])
-    all_blobs = np.concatenate([x for x in (blobs, new_blobs) if x is not None])
+    if todo > 0:
+        prev = tuple(np.concatenate([a, b]) if a is not None else b for a, b in
+                     zip(prev, (sampler.get_chain(), sampler.get_log_prob(),
+                                sampler.get_blobs()["model"]), strict=True))
+    all_chain, all_lp, all_blobs = prev
     acc = float(np.mean(sampler.acceptance_fraction)) if todo > 0 else float("nan")
     try:
         tau = emcee.autocorr.integrated_time(all_chain[burn:], quiet=True)
         autocorr = [float(t) if math.isfinite(t) else None for t in tau]
     except Exception:  # noqa: BLE001 - too short a chain for an estimate
         autocorr = [None] * k
-    flat = all_chain[burn:].reshape(-1, k)
-    return Posterior(flat, all_lp[burn:].reshape(-1), all_blobs[burn:].reshape(-1, full.n_data),
-                     all_chain, acc, autocorr, steps, burn, walkers, done)
+    return Posterior(all_chain[burn:].reshape(-1, k), all_lp[burn:].reshape(-1),
+                     all_blobs[burn:].reshape(-1, full.n_data), all_chain, acc, autocorr,
+                     steps, burn, walkers, done)
+
+
+def _ball(start: np.ndarray, cov: np.ndarray, low: np.ndarray, high: np.ndarray,
+          walkers: int, seed: int) -> np.ndarray:
+    """Initial walkers: half a standard deviation around ``start``, inside the bounds."""
+    rng = np.random.default_rng(seed)
+    sd = np.sqrt(np.maximum(np.diag(cov), 0.0))
+    sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1e-3 * (high - low))
+    width = np.minimum(sd, 0.1 * (high - low))
+    return np.clip(start + 0.5 * width * rng.standard_normal((walkers, start.size)),
+                   low + 1e-9 * (high - low), high - 1e-9 * (high - low))
 
 
 def _resume(path: Path | None, key: str, world: MPI.Comm) -> tuple[Any, Any, Any, Any, int]:
