@@ -77,22 +77,23 @@ def mesh_data_fields(data: Any) -> tuple[Any, Any, Any, dict[str, tuple[int, int
     return mesh, cell_tags, facet_tags, {}
 
 
+def _first_of(mesh: Any, plural: str, singular: str) -> Any:
+    """``geometry.<plural>[0]`` (DOLFINx 0.11: one per cell type) or ``geometry.<singular>``."""
+    geom = mesh.geometry
+    items = getattr(geom, plural, None)
+    if items is not None:
+        return items(0) if callable(items) else items[0]
+    return getattr(geom, singular)  # pragma: no cover - DOLFINx 0.10
+
+
 def geometry_dofmap(mesh: Any) -> Any:
     """Cell-to-geometry-node map (``geometry.dofmaps[0]`` from 0.11, ``geometry.dofmap`` before)."""
-    geom = mesh.geometry
-    dofmaps = getattr(geom, "dofmaps", None)
-    if dofmaps is not None:
-        return dofmaps(0) if callable(dofmaps) else dofmaps[0]
-    return geom.dofmap  # pragma: no cover - DOLFINx 0.10
+    return _first_of(mesh, "dofmaps", "dofmap")
 
 
 def coordinate_element(mesh: Any) -> Any:
     """The mesh's coordinate element (``geometry.cmaps[0]`` from 0.11, ``geometry.cmap`` before)."""
-    geom = mesh.geometry
-    cmaps = getattr(geom, "cmaps", None)
-    if cmaps is not None:
-        return cmaps(0) if callable(cmaps) else cmaps[0]
-    return geom.cmap  # pragma: no cover - DOLFINx 0.10
+    return _first_of(mesh, "cmaps", "cmap")
 
 
 def versions() -> dict[str, str]:

@@ -291,10 +291,7 @@ def _figure(path: Path, data: Sequence[Data], fit: Fit) -> Path:
         ax.set_title(label)
         ax.set_xlabel("t")
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 120)
 
 
 def _profile_figure(path: Path, fit: Fit) -> Path:
@@ -319,10 +316,7 @@ def _profile_figure(path: Path, fit: Fit) -> Path:
         ax.set_xlabel(key)
         ax.set_ylabel("profile - minimum")
     axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path, 120)
 
 
 def _write_posterior(path: Path, fit: Fit) -> Path:
@@ -366,8 +360,15 @@ def _corner(path: Path, fit: Fit) -> Path:
                 ax.set_xlabel(keys[j])
             if j == 0 and i > 0:
                 ax.set_ylabel(keys[i])
+    return _save(fig, path, 110)
+
+
+def _save(fig: Any, path: Path, dpi: int) -> Path:
+    """Lay out, write and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
