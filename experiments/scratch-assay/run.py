@@ -47,11 +47,28 @@ def source_dir() -> Path:
     return Path(env) / "jin2016" if env else SOURCE
 
 
+def _rows(n: int) -> list[dict[str, str]]:
+    """The rows of ``CellDensity_N.csv``; without the original files (a clone on its own),
+    rebuilt from the converted copies committed in ``data/`` (same numbers)."""
+    src = source_dir() / f"CellDensity_{n}.csv"
+    if src.exists():
+        with open(src, newline="", encoding="utf-8-sig") as f:
+            return list(csv.DictReader(f))
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for name in (f"jin2016-{n}-initial.csv", f"jin2016-{n}.csv"):
+        with open(HERE / "data" / name, newline="") as f:
+            lines = [line for line in f if not line.startswith("#")]
+        for r in csv.DictReader(lines):
+            row = rows.setdefault((r["t"], r["x"]), {"Time": r["t"], "Position": r["x"]})
+            k = sum(key.startswith("Dens") for key in row) + 1
+            row[f"Dens{k}"] = repr(float(r["value"]) / 1e3)
+    return list(rows.values())
+
+
 def convert(n: int, folder: Path) -> tuple[Path, Path, Path]:
     """The long-format files of one density: the 0 h rows, the later rows, those after 12 h."""
+    rows = _rows(n)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(source_dir() / f"CellDensity_{n}.csv", newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
     out = []
     for name, keep in ((f"jin2016-{n}-initial.csv", lambda t: t == 0),
                        (f"jin2016-{n}.csv", lambda t: t > 0),
