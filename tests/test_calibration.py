@@ -324,3 +324,46 @@ def test_a_parameter_field_is_recovered_from_noise_free_data():
     assert abs(fit.estimate[0] - 12.5) < 0.1
     assert MPI.COMM_WORLD.allreduce(float(np.median(err)) if owned else 0.0, op=MPI.MAX) < 0.05
     start.destroy()
+
+
+def test_the_gradient_is_the_same_with_the_split_solver(misfit):
+    """The adjoint differentiates the discrete equations, whichever solver solved them."""
+    obj, p0, g = misfit
+    problem = ks('solver.strategy="split"')
+    assert problem.solver.strategy == "split"
+    data = [field_data(), observable_data()]
+    for d, ref in zip(data, obj.data, strict=True):
+        d.value[:] = ref.value
+    other = Objective(problem, data, PARAMS)
+    np.testing.assert_allclose(other.gradient(p0), g, rtol=1e-7)
+    other.destroy()
+    problem.destroy()
+
+
+def test_a_failed_run_is_an_infeasible_point_not_a_crash(monkeypatch):
+    """Runs that fail during the search (here: every run with chi > 0.6) are rejected."""
+    truth = ks()
+    data = [field_data(times=(0.01, 0.02), npts=10)]
+    synthetic(truth, data, ["chi"])
+    truth.destroy()
+    start = ks("parameters.chi=0.3")
+    real = Objective.evaluate
+    failed = []
+
+    def evaluate(self, p):
+        if p[0] > 0.6:
+            failed.append(float(p[0]))
+            from tumorpde.calibration.objective import Evaluation
+
+            nan = np.full(self.n_data, np.nan)
+            return Evaluation(np.asarray(p, float), False, nan, nan, "diverged (test)")
+        return real(self, p)
+
+    monkeypatch.setattr(Objective, "evaluate", evaluate)
+    fit = calibrate(start, data, [FitParameter("chi", "chi", 0.05, 2.0)], starts=3, seed=1)
+    assert failed, "the search never tried a failing point"
+    assert fit.status == "converged"
+    np.testing.assert_allclose(fit.estimate, [0.5], rtol=1e-4)
+    bad = [s for s in fit.starts if s["objective"] is None]
+    assert bad and all("failed" in s["status"] for s in bad)  # a start in the failing region
+    start.destroy()
