@@ -78,6 +78,12 @@ def test_calibrate_fits_forecasts_and_writes_its_outputs(tmp_path, data_file):
     for row in rows:
         assert float(row["lo"]) <= float(row["model"]) <= float(row["hi"])
     assert (out / "fit" / "observables.csv").exists() and (out / "fit.png").exists()
+    # tumorpde report of the calibration directory: the run at the estimate and the fit
+    rep = cli("report", "cal", "--no-snapshots", "-o", "cal.md", cwd=tmp_path)
+    assert rep.returncode == 0, rep.stderr
+    text = (tmp_path / "cal.md").read_text()
+    assert "## Calibration" in text and "| `parameters.chi` |" in text
+    assert "cal_files/calibration/fit.png" in text
 
 
 def test_the_gradient_on_two_ranks_equals_one_rank(tmp_path, data_file):

@@ -63,6 +63,8 @@ def _clean(v: Any) -> Any:
 
 
 def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         return f"{v:.6g}" if math.isfinite(v) else str(v)
     return str(v)
@@ -171,7 +173,12 @@ def report(rundir: str | Path, output: str | Path | None = None, snapshots: bool
     rundir = Path(rundir)
     if not rundir.is_dir():
         raise ConfigError("", f"run directory {str(rundir)!r} not found")
-    out = Path(output) if output is not None else rundir / "report.html"
+    calibration = None  # a `tumorpde calibrate` directory: its fit/ run and calibration.json
+    if (rundir / "calibration.json").is_file() and (rundir / "fit").is_dir():
+        calibration, rundir = rundir, rundir / "fit"
+    elif rundir.name == "fit" and (rundir.parent / "calibration.json").is_file():
+        calibration = rundir.parent
+    out = Path(output) if output is not None else (calibration or rundir) / "report.html"
     fmt = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md"}.get(out.suffix.lower())
     if fmt is None:
         raise ConfigError("--output", f"{out.name}: the report is .html or .md")
@@ -182,10 +189,41 @@ def report(rundir: str | Path, output: str | Path | None = None, snapshots: bool
     assets = (Path(tempfile.mkdtemp(prefix="tumorpde-report-")) if fmt == "html"
               else out.with_name(out.stem + "_files"))
     try:
-        return _write(rundir, out, fmt, assets, run, cols, cfg, snapshots, pvbatch, timeout)
+        return _write(rundir, out, fmt, assets, run, cols, cfg, snapshots, pvbatch, timeout,
+                      calibration)
     finally:
         if fmt == "html":
             shutil.rmtree(assets, ignore_errors=True)
+
+
+def _calibration_section(page: _Page, folder: Path, assets: Path) -> None:
+    """Estimates, intervals, fit quality and the figures of ``tumorpde calibrate``."""
+    import json
+
+    rec = json.loads((folder / "calibration.json").read_text())
+    page.heading(2, "Calibration")
+    page.para(f"{folder.resolve()}: {rec.get('status')} ({rec.get('method', 'lsq')}), objective "
+              f"{_fmt(rec.get('objective'))} on {rec.get('n_data')} data rows"
+              + (f" with t <= {rec['until']:g}" if rec.get("until") is not None else "")
+              + f"; AIC {_fmt(rec.get('aic'))}, BIC {_fmt(rec.get('bic'))}; "
+              f"{rec.get('evaluations')} runs in {_seconds(rec.get('timings', {}).get('total'))}."
+              " The run below is the one at the estimate.")
+    rows = []
+    for key, v in rec.get("parameters", {}).items():
+        lo, hi = (v.get("ci95") or [None, None])[:2]
+        interval = "field" if v.get("field") else f"[{_fmt(lo)}, {_fmt(hi)}]"
+        prof = rec.get("profiles", {}).get(key, {}).get("ci95")
+        rows.append([key, v.get("estimate"), interval, _fmt(v.get("std")),
+                     "-" if not prof else f"[{_fmt(prof[0])}, {_fmt(prof[1])}]",
+                     f"[{_fmt(v['bounds'][0])}, {_fmt(v['bounds'][1])}] {v.get('unit', '')}"])
+    page.table(["parameter", "estimate", "95 % interval", "std", "profile 95 %", "bounds"],
+               rows, code_first=True)
+    figures = []
+    for name in ("fit.png", "profiles.png", "corner.png"):
+        if (folder / name).is_file():
+            (assets / "calibration").mkdir(parents=True, exist_ok=True)
+            figures.append(Path(shutil.copy2(folder / name, assets / "calibration" / name)))
+    page.images(figures)
 
 
 def _or(value: Any, default: Any) -> Any:
@@ -195,7 +233,8 @@ def _or(value: Any, default: Any) -> Any:
 
 def _write(rundir: Path, out: Path, fmt: str, assets: Path, run: RunInfo,
            cols: dict[str, list[float]], cfg: dict[str, Any], snapshots: bool,
-           pvbatch: str | None, timeout: float | None) -> ReportResult:
+           pvbatch: str | None, timeout: float | None,
+           calibration: Path | None = None) -> ReportResult:
     if fmt == "md" and assets.exists():
         shutil.rmtree(assets)
     try:
@@ -269,6 +308,9 @@ def _write(rundir: Path, out: Path, fmt: str, assets: Path, run: RunInfo,
     if cfg.get("knockout"):
         rows.insert(3, ["knockout", ", ".join(cfg["knockout"])])
     page.table(["", ""], rows)
+
+    if calibration is not None:
+        _calibration_section(page, calibration, assets)
 
     page.heading(2, "Final observables")
     obs_cfg = cfg.get("observables", {}) if isinstance(cfg.get("observables"), dict) else {}
