@@ -331,3 +331,21 @@ def test_live_problems_keep_their_own_solver_options(monkeypatch) -> None:
         assert left == ["tumorpde_ksp_max_it"], left
     finally:
         db.delValue("tumorpde_ksp_max_it")
+
+
+@pytest.mark.serial
+def test_a_signal_during_the_last_step_reaches_an_enclosing_stop_request() -> None:
+    """A sweep around runs: a SIGINT that a finished run had no step left to act on is kept."""
+    import signal
+
+    from tumorpde.signals import StopRequest
+
+    with StopRequest(MPI.COMM_WORLD) as outer:
+        with StopRequest(MPI.COMM_WORLD):
+            signal.raise_signal(signal.SIGINT)  # the run ends without checking again
+        assert outer.requested() == signal.SIGINT
+    with StopRequest(MPI.COMM_WORLD) as outer:
+        with StopRequest(MPI.COMM_WORLD) as inner:
+            signal.raise_signal(signal.SIGINT)
+            assert inner.requested() == signal.SIGINT  # the run acted on it: not passed on
+        assert outer.requested() == 0

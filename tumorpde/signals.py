@@ -40,6 +40,7 @@ class StopRequest:
     def __init__(self, comm: MPI.Comm) -> None:
         self.comm = comm
         self.signum = 0
+        self.handled = False
         self._old: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
@@ -54,10 +55,18 @@ class StopRequest:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        outer = self._old.get(self.signum)
         for s, h in self._old.items():
             signal.signal(s, h)
         self._old.clear()
+        # a signal that came too late for this loop (during its last step) is passed on to
+        # an enclosing StopRequest (a sweep around a run), so that it is not lost
+        if self.signum and not self.handled and isinstance(getattr(outer, "__self__", None),
+                                                            StopRequest):
+            outer.__self__.signum = self.signum
 
     def requested(self) -> int:
         """The signal received on any rank (0 if none); collective."""
-        return int(self.comm.allreduce(self.signum, op=MPI.MAX))
+        got = int(self.comm.allreduce(self.signum, op=MPI.MAX))
+        self.handled = self.handled or bool(got)
+        return got
