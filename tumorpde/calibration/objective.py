@@ -246,6 +246,7 @@ class Objective:
             raise SolverError(f"no gradient: the run failed ({ev.message})")
         t0 = time.perf_counter()
         sens, disc = self.sensitivity, self.problem.disc
+        self._fields_at(ev.p)
         dJ: dict[int, np.ndarray] = {}
         final = disc.u.x.array.copy()
         w = ev.residuals / self.sigma
@@ -278,6 +279,7 @@ class Objective:
             raise SolverError(f"no Jacobian: the run failed ({ev.message})")
         t0 = time.perf_counter()
         sens, disc = self.sensitivity, self.problem.disc
+        self._fields_at(ev.p)
         rec = Recorder(states=ev.states)
         steps = {t: self._index(rec, t) for t in self.times}
         du = sens.tangent(ev.states, sorted(set(steps.values())))
@@ -292,6 +294,16 @@ class Objective:
         disc.u.x.array[:] = final
         self.seconds["tangent"] += time.perf_counter() - t0
         return out / self.sigma[:, None] * self.scales[None, :]
+
+    def _fields_at(self, p: np.ndarray) -> None:
+        """Set the field parameters as in the run at ``p``.
+
+        Another objective on the same problem may have run since; scalar parameters come
+        back with each recorded step.
+        """
+        parts = self.split(np.asarray(p, dtype=float))
+        for f in self.fields:
+            self.problem.disc.parameter_fields[f].x.array[:] = parts[f]
 
     def destroy(self) -> None:
         """Free the PETSc objects of the derivatives."""
