@@ -7,7 +7,7 @@
    gradient (after its forward run) and of the tangent Jacobian for 4 parameters; the
    issue's target is a gradient at most about 3 forward runs.
 2. The scratch-assay Fisher-KPP model (1-D, 76 cells, 96 BDF2 steps, PC-3 data of Jin
-   et al. 2016 at 10,000 cells): wall time of fitting D and r (one start), including the
+   et al. 2016 at 10,000 cells): wall time of fitting D and r (3 starts, the default), with the
    uncertainty and the predictions; the target is seconds, not minutes.
 
 Medians of ``--repeat`` runs; writes ``benchmarks/calibration.json``.

@@ -213,7 +213,7 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
     files = _data_files(data, config)
     datasets = read_all(files)
     until = until if until is not None else (cal.until if cal is not None else None)
-    starts = starts or (cal.starts if cal is not None else 1)
+    starts = starts or (cal.starts if cal is not None else 3)
     outdir = Path(output) if output else Path("out") / f"calibrate-{path.stem}"
     if outdir.exists() and not outdir.is_dir():
         raise ConfigError("--output", f"{outdir} exists and is not a directory")

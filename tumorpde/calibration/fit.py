@@ -282,7 +282,7 @@ def _least_squares(objective: Objective, x0: np.ndarray, low: np.ndarray, high: 
 
 
 def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParameter], *,
-              until: float | None = None, starts: int = 1, seed: int = 0,
+              until: float | None = None, starts: int = 3, seed: int = 0,
               evaluate_only: bool = False, tol: float = 1e-10,
               regularisation: dict[str, float] | None = None, profile: int = 0,
               method: str = "lsq", mcmc: dict[str, Any] | None = None,

@@ -337,7 +337,7 @@ class Calibration:
         until: Fit only data with ``t <= until`` (later rows are forecast).
         method: ``"lsq"`` (bounded least squares).
         starts: Number of least-squares starts (the config's values, then a Latin
-            hypercube within the bounds).
+            hypercube within the bounds; default 3).
         regularise: Field parameter key -> ``alpha`` of the smoothness penalty
             ``alpha/2 int |grad p|^2 dx`` of a fitted field.
     """
@@ -346,7 +346,7 @@ class Calibration:
     fit: dict[str, list[float]] = field(default_factory=dict)
     until: float | None = None
     method: str = "lsq"
-    starts: int = 1
+    starts: int = 3
     regularise: dict[str, float] = field(default_factory=dict)
 
 
