@@ -541,7 +541,11 @@ class Problem:
             self._record_row(t)
         if self.is_output_time(t):
             st.outputs += 1
-        if self.is_checkpoint_time(t):
+        if self.checkpointing and self.is_checkpoint_time(t) and not \
+                (self.solver is not None and self.solver.stateless):
+            # a fresh solver after each checkpoint, as a resumed run starts (in memory,
+            # without checkpoints, the solver and what it keeps live on; a linear problem's
+            # kept Jacobian and factorisation are the ones a fresh solver makes again)
             self._rebuild = True
         self._sync_out()
 

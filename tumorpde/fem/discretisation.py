@@ -312,6 +312,25 @@ class Discretisation:
         return [it for label, term in self.terms if label in labels
                 for it in (term.integrals() if isinstance(term, ufl.Form) else ())]
 
+    def linearity(self) -> tuple[bool, list[Any]]:
+        """Whether the residual is affine in the state, and the constants its Jacobian uses.
+
+        Affine: no edge-upwind taxis (its limiter is nonlinear) and a Jacobian form that does
+        not depend on the state.  The constants are those of the Jacobian form that change
+        during a run (BDF coefficients, time, drug levels, scalar compartments): while they
+        keep their values, the Jacobian is the same matrix.
+        """
+        if "_linearity" not in self.__dict__:
+            du = ufl.TrialFunction(self.V)
+            second = ufl.algorithms.expand_derivatives(ufl.derivative(self._J_ufl, self.u, du))
+            affine = not self.edge_taxis and second.empty()
+            used = set(ufl.algorithms.expand_derivatives(self._J_ufl).constants())
+            varying = [*self.coeffs, self.t,
+                       *(self.constants[n] for n in self.spec.config.drugs),
+                       *(self.constants[n] for n in self.spec.scalars)]
+            self.__dict__["_linearity"] = (affine, [c for c in varying if c in used])
+        return self.__dict__["_linearity"]
+
     @property
     def J(self) -> Any:
         """The compiled Jacobian form of the whole blocked space (monolithic strategy only)."""

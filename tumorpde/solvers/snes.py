@@ -127,6 +127,19 @@ class StepSolver:
         extra = {}
         if self.split and "pc_type" not in user_options:
             extra = self.split.preconditioner_options(self.dt)
+        # a residual affine in the state: one linear solve per step (no Newton check), and
+        # the Jacobian and its factorisation/preconditioner kept while its constants (the
+        # BDF coefficients, ...) keep their values
+        self.linear, self._jac_constants = disc.linearity()
+        if self.linear and "snes_type" not in user_options:
+            extra = {**extra, "snes_type": "ksponly"}
+        self.reuse = self.linear and not any(k.startswith("snes_lag") for k in user_options)
+        #: whether what the solver keeps between steps is exactly what a fresh one would
+        #: rebuild (so it need not be rebuilt after a checkpoint to match a resumed run)
+        self.stateless = self.reuse
+        self._jac_key: tuple[float, ...] | None = None
+        #: Jacobian assemblies (a linear problem at fixed dt assembles one per distinct step)
+        self.jacobian_assemblies = 0
         self.options = {**base(disc.domain.gdim), **extra, **user_options}
         self.slot = _take_slot()
         self.prefix = f"{PREFIX}{self.slot}_"
@@ -142,7 +155,8 @@ class StepSolver:
         self.snes = PETSc.SNES().create(comm)
         self.snes.setOptionsPrefix(self.prefix)
         self.snes.setFunction(disc.residual, self.b)
-        self.snes.setJacobian(self.split.jacobian if self.split else disc.jacobian, self.A, self.A)
+        self._jacobian = self.split.jacobian if self.split else disc.jacobian
+        self.snes.setJacobian(self._jacobian_callback, self.A, self.A)
         self.x = disc.u.x.petsc_vec.duplicate()
         try:
             # options are identical on every rank, so a bad one fails everywhere alike
@@ -159,6 +173,18 @@ class StepSolver:
                                   f"({_describe(exc)})") from None
             raise ConfigError("solver", f"PETSc rejected the solver options ({_describe(exc)})") \
                 from None
+
+    def _jacobian_callback(self, snes: Any, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Mat) -> None:
+        """The Jacobian, assembled again only when it can have changed (see ``reuse``)."""
+        if self.reuse:
+            key = tuple(float(c.value) for c in self._jac_constants)
+            old = self._jac_key
+            if old is not None and all(abs(a - b) <= 1e-13 * max(abs(a), abs(b))
+                                       for a, b in zip(key, old, strict=True)):
+                return  # the same matrix (to round-off in dt): PETSc keeps its factorisation
+            self._jac_key = key
+        self.jacobian_assemblies += 1
+        self._jacobian(snes, x, J, P)
 
     def solve(self) -> StepResult:
         """Solve from the initial guess in ``disc.u``; on success ``disc.u`` holds the result."""
