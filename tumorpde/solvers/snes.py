@@ -91,6 +91,31 @@ def _strategy(disc: Any, value: Any) -> str:
     return str(value)
 
 
+class _Jacobian:
+    """The SNES Jacobian callback, assembling again only when the matrix can have changed.
+
+    With ``constants`` (a linear problem), the matrix depends on the state not at all and
+    on those constants only: while they keep their values (to round-off), the assembled
+    matrix, and so PETSc's factorisation or preconditioner of it, is kept.
+    """
+
+    def __init__(self, assemble: Any, constants: list[Any] | None) -> None:
+        self.assemble, self.constants = assemble, constants
+        self.key: tuple[float, ...] | None = None
+        self.assemblies = 0
+
+    def __call__(self, snes: Any, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Mat) -> None:
+        if self.constants is not None:
+            key = tuple(float(c.value) for c in self.constants)
+            old = self.key
+            if old is not None and all(abs(a - b) <= 1e-13 * max(abs(a), abs(b))
+                                       for a, b in zip(key, old, strict=True)):
+                return  # the same matrix (to round-off in dt)
+            self.key = key
+        self.assemblies += 1
+        self.assemble(snes, x, J, P)
+
+
 @dataclass
 class StepResult:
     """Outcome of one nonlinear solve."""
@@ -137,9 +162,6 @@ class StepSolver:
         #: whether what the solver keeps between steps is exactly what a fresh one would
         #: rebuild (so it need not be rebuilt after a checkpoint to match a resumed run)
         self.stateless = self.reuse
-        self._jac_key: tuple[float, ...] | None = None
-        #: Jacobian assemblies (a linear problem at fixed dt assembles one per distinct step)
-        self.jacobian_assemblies = 0
         self.options = {**base(disc.domain.gdim), **extra, **user_options}
         self.slot = _take_slot()
         self.prefix = f"{PREFIX}{self.slot}_"
@@ -155,8 +177,10 @@ class StepSolver:
         self.snes = PETSc.SNES().create(comm)
         self.snes.setOptionsPrefix(self.prefix)
         self.snes.setFunction(disc.residual, self.b)
-        self._jacobian = self.split.jacobian if self.split else disc.jacobian
-        self.snes.setJacobian(self._jacobian_callback, self.A, self.A)
+        # (a callable of its own: the SNES must not hold the solver, which frees on collection)
+        self._jac = _Jacobian(self.split.jacobian if self.split else disc.jacobian,
+                              self._jac_constants if self.reuse else None)
+        self.snes.setJacobian(self._jac, self.A, self.A)
         self.x = disc.u.x.petsc_vec.duplicate()
         try:
             # options are identical on every rank, so a bad one fails everywhere alike
@@ -174,17 +198,10 @@ class StepSolver:
             raise ConfigError("solver", f"PETSc rejected the solver options ({_describe(exc)})") \
                 from None
 
-    def _jacobian_callback(self, snes: Any, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Mat) -> None:
-        """The Jacobian, assembled again only when it can have changed (see ``reuse``)."""
-        if self.reuse:
-            key = tuple(float(c.value) for c in self._jac_constants)
-            old = self._jac_key
-            if old is not None and all(abs(a - b) <= 1e-13 * max(abs(a), abs(b))
-                                       for a, b in zip(key, old, strict=True)):
-                return  # the same matrix (to round-off in dt): PETSc keeps its factorisation
-            self._jac_key = key
-        self.jacobian_assemblies += 1
-        self._jacobian(snes, x, J, P)
+    @property
+    def jacobian_assemblies(self) -> int:
+        """Jacobian assemblies so far (a linear problem at fixed dt: one per distinct step)."""
+        return self._jac.assemblies
 
     def solve(self) -> StepResult:
         """Solve from the initial guess in ``disc.u``; on success ``disc.u`` holds the result."""
