@@ -87,8 +87,9 @@ def test_scratch_assay_calibrates_both_models_on_the_real_data(tmp_path):
                 D, r = s[f"{variant}_{model}_D_{n}k"], s[f"{variant}_{model}_r_{n}k"]
                 assert 50 < D < 5000 and 0.001 < r < 0.2  # inside the bounds, not on them
             assert 0 < s[f"{variant}_{model}_mean_forecast_rel_rmse_48h"] < 1
-        assert s[f"{variant}_prediction_D_drifts_less_with_porous_fisher"] in ("holds",
-                                                                               "does not hold")
-    # growth slows with seeding density in both models (the lag is not captured)
-    assert s["from-0h_fisher-kpp_r_16k"] < s["from-0h_fisher-kpp_r_10k"]
-    assert (tmp_path / "runs" / "from-0h" / "fisher-kpp-10" / "calibration.json").exists()
+        assert s[f"{variant}_prediction_D_drifts_less_with_porous_fisher"].split()[0] in (
+            "holds", "is")
+    rec = json.loads((tmp_path / "runs" / "from-0h" / "fisher-kpp-16" / "calibration.json")
+                     .read_text())
+    assert rec["data"] == [str(tmp_path / "data" / "jin2016-16.csv")]  # this density's only
+    assert rec["n_data"] == 2 * 38 * 3  # 12 and 24 h, 38 bins, 3 replicates

@@ -2,7 +2,9 @@
 
 Prediction, stated before the run (the finding of Jin et al. 2016 and of the Simpson group's
 later re-analyses): the Fisher-KPP estimates of D and r drift with the initial density (cells
-seeded per well), those of the Porous-Fisher model less.  The fits are bounded least squares
+seeded per well), those of the Porous-Fisher model less, measured by the coefficient of
+variation of D across the densities (it holds where Porous-Fisher's is at least 10 % smaller;
+the 10 % margin was set after a first run showed the two within 5 %).  The fits are bounded least squares
 with exact derivatives of the discrete runs (`tumorpde calibrate`), noise variance estimated,
 Wald and profile-likelihood 95 % intervals;
 the carrying capacity K = 1.7e-3 cells/um^2 is fixed (Jin et al. 2016).  Data: 3 replicates per
@@ -113,7 +115,8 @@ def main() -> None:
                     str(HERE / f"{model}.toml"), [str(data)], [], until=24.0,
                     output=runs / variant / f"{model}-{n}", starts=STARTS[args.size],
                     progress=False, profile=PROFILE[args.size],
-                    overrides=[f'species.cells.initial.data="{init}"',
+                    # only this density's data (not the 10,000-cell set of [calibration])
+                    overrides=["calibration.data=[]", f'species.cells.initial.data="{init}"',
                                f"species.cells.initial.time={start}", f"time.start={start}",
                                f"mesh.cells=[{cells}]", f"time.dt={dt}", "output.progress=false"])
                 rec = json.loads((res.outdir / "calibration.json").read_text())
@@ -170,8 +173,10 @@ def summarise(results: dict, densities: list[int]) -> dict[str, float | str]:
         s[f"{model}_mean_forecast_bias_48h"] = float(np.mean(bias))
         s[f"{model}_mean_aic"] = float(np.mean([per[str(n)]["calibration"]["aic"]
                                                for n in densities]))
-    drift = cv["fisher-kpp"]["D"] > cv["porous-fisher"]["D"]
-    s["prediction_D_drifts_less_with_porous_fisher"] = "holds" if drift else "does not hold"
+    fk, pf = cv["fisher-kpp"]["D"], cv["porous-fisher"]["D"]
+    s["prediction_D_drifts_less_with_porous_fisher"] = (
+        "holds" if pf < 0.9 * fk else "is reversed" if fk < 0.9 * pf else
+        "is not supported (the spreads are within 10 % of each other)")
     better = sum(results["porous-fisher"][str(n)]["calibration"]["aic"] <
                  results["fisher-kpp"][str(n)]["calibration"]["aic"] for n in densities)
     s["densities_where_porous_fisher_has_lower_aic"] = f"{better} of {len(densities)}"
@@ -186,8 +191,8 @@ def conclusion(s: dict[str, float | str], densities: list[int]) -> str:
         fk, pf = s[f"{v}_fisher-kpp_D_cv_across_densities"], s[f"{v}_porous-fisher_D_cv_across_densities"]
         parts.append(
             f"Starting {v[5:]}: the prediction {s[f'{v}_prediction_D_drifts_less_with_porous_fisher']} "
-            f"for D (coefficient of variation across densities {fk:.2f} for Fisher-KPP, {pf:.2f} "
-            f"for Porous-Fisher); r goes from {s[f'{v}_fisher-kpp_r_{lo}k']:.3g} to "
+            f"for D (coefficient of variation across densities {fk:.3f} for Fisher-KPP, {pf:.3f} "
+            f"for Porous-Fisher: {_margin(float(fk), float(pf))}); r goes from {s[f'{v}_fisher-kpp_r_{lo}k']:.3g} to "
             f"{s[f'{v}_fisher-kpp_r_{hi}k']:.3g} /h (Fisher-KPP) and from "
             f"{s[f'{v}_porous-fisher_r_{lo}k']:.3g} to {s[f'{v}_porous-fisher_r_{hi}k']:.3g} /h "
             f"(Porous-Fisher) between {lo},000 and {hi},000 cells (coefficients of variation "
@@ -200,11 +205,26 @@ def conclusion(s: dict[str, float | str], densities: list[int]) -> str:
             f"at 48 h is "
             f"{float(s[f'{v}_fisher-kpp_mean_forecast_bias_48h']):+.3g} and "
             f"{float(s[f'{v}_porous-fisher_mean_forecast_bias_48h']):+.3g} (1e-3 cells/um^2: "
-            f"{'both under-predict' if max(float(s[f'{v}_{m}_mean_forecast_bias_48h']) for m in MODELS) < 0 else 'not both under-predict'} "
-            f"the growth after 24 h); AIC "
+            f"{_sign([float(s[f'{v}_{m}_mean_forecast_bias_48h']) for m in MODELS])}); AIC "
             f"prefers Porous-Fisher at {s[f'{v}_densities_where_porous_fisher_has_lower_aic']} "
             f"densities.")
     return " ".join(parts)
+
+
+def _margin(fk: float, pf: float) -> str:
+    """How far apart the two spreads are, in words."""
+    diff = (fk - pf) / max(fk, pf)
+    size = "a marginal" if abs(diff) < 0.1 else "a clear"
+    return f"{size} difference of {100 * abs(diff):.0f} %"
+
+
+def _sign(bias: list[float]) -> str:
+    """What the mean forecast errors of the two models say about the growth after 24 h."""
+    if all(b < 0 for b in bias):
+        return "both under-predict the growth after 24 h"
+    if all(b > 0 for b in bias):
+        return "both over-predict the growth after 24 h"
+    return "one under-, one over-predicts the growth after 24 h"
 
 
 def _open_profiles(s: dict[str, float | str], variant: str, densities: list[int]) -> str:
