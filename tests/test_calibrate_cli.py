@@ -210,3 +210,15 @@ def test_mcmc_walkers_spread_over_mpi_groups_give_the_serial_chain(tmp_path):
     assert one.returncode == 0 and two.returncode == 0, one.stderr + two.stderr
     np.testing.assert_allclose(chains(tmp_path / "two" / "chains.npz"),
                                chains(tmp_path / "one" / "chains.npz"), rtol=1e-10)
+
+
+def test_data_given_on_the_command_line_replace_the_configs_own(tmp_path):
+    own = cli("calibrate", str(SCRATCH), "--evaluate", *FAST, "-o", "own", cwd=tmp_path)
+    other = SCRATCH.parent / "data" / "jin2016-16.csv"
+    given = cli("calibrate", str(SCRATCH), "--evaluate", "--data", str(other), *FAST,
+                "-o", "given", cwd=tmp_path)
+    assert own.returncode == 0 and given.returncode == 0, own.stderr + given.stderr
+    a = json.loads((tmp_path / "own" / "calibration.json").read_text())
+    b = json.loads((tmp_path / "given" / "calibration.json").read_text())
+    assert [Path(f).name for f in a["data"]] == ["jin2016-10.csv"]
+    assert b["data"] == [str(other)] and b["n_data"] == a["n_data"] == 2 * 38 * 3

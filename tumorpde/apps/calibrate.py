@@ -177,8 +177,10 @@ def _check_mcmc(k: int, walkers: int | None, steps: int | None, burn: int | None
 
 
 def _data_files(items: Sequence[str], config: Any) -> list[str]:
-    table = list(config.calibration.data) if config.calibration is not None else []
-    return table + [f for f in items if f not in table]
+    """``--data`` files, or else the ``[calibration] data`` of the config (its default)."""
+    if items:
+        return list(dict.fromkeys(items))
+    return list(config.calibration.data) if config.calibration is not None else []
 
 
 def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,

@@ -161,7 +161,7 @@ def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
     ca.add_argument("config", help="TOML file, or the name of a bundled example")
     ca.add_argument("--data", action="append", default=[], metavar="FILE",
                     help="CSV data: t,x[,y,z],field,value[,sigma] or t,observable,value[,sigma] "
-                    "(repeatable; adds to [calibration] data)")
+                    "(repeatable; default: [calibration] data)")
     ca.add_argument("--fit", action="append", default=[], metavar="KEY[=LOW:HIGH]",
                     help="a fitted parameter with its bounds (default: [calibration] fit, then "
                     "the parameter's range) (repeatable)")

@@ -327,8 +327,8 @@ class Scalar:
 class Calibration:
     """``[calibration]``: the data and parameters that a scenario is calibrated with.
 
-    ``tumorpde calibrate CONFIG`` uses them; its ``--data`` and ``--fit`` arguments add to
-    them (and ``--fit KEY=LOW:HIGH`` overrides the bounds given here).
+    ``tumorpde calibrate CONFIG`` uses them: ``--data`` files replace ``data``, ``--fit``
+    arguments add to ``fit`` (and ``--fit KEY=LOW:HIGH`` overrides the bounds given here).
 
     Attributes:
         data: Data files (CSV, see docs/calibration.md), relative to the config file.
