@@ -542,7 +542,7 @@ class Problem:
         if self.is_output_time(t):
             st.outputs += 1
         if self.checkpointing and self.is_checkpoint_time(t) and not \
-                (self.solver is not None and self.solver.stateless):
+                (self.solver is not None and self.solver.reuse):
             # a fresh solver after each checkpoint, as a resumed run starts (in memory,
             # without checkpoints, the solver and what it keeps live on; a linear problem's
             # kept Jacobian and factorisation are the ones a fresh solver makes again)

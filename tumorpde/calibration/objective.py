@@ -73,6 +73,8 @@ class Evaluation:
     residuals: np.ndarray
     message: str = ""
     states: list[Any] = field(default_factory=list, repr=False)
+    #: data time -> index of its recorded state
+    steps: dict[float, int] = field(default_factory=dict, repr=False)
     #: the smoothness penalty of the field parameters
     penalty: float = 0.0
 
@@ -213,26 +215,42 @@ class Objective:
             self._last = ev
             self.seconds["forward"] += time.perf_counter() - t0
             return ev
-        model = np.empty(self.n_data)
-        final = pb.disc.u.x.array.copy()
-        for k, op in enumerate(self.operators):
-            for t, rows in zip(op.times, op.rows.groups, strict=True):
-                s = rec.states[self._index(rec, t)]
-                pb.disc.u.x.array[:] = s.u
-                model[self.offsets[k] + rows] = op.evaluate(rows, s.u)
-        pb.disc.u.x.array[:] = final
-        ev = Evaluation(p.copy(), True, model, (model - self.value) / self.sigma,
-                        states=rec.states, penalty=self._penalty())
+        ev = Evaluation(p.copy(), True, np.empty(self.n_data), np.empty(self.n_data),
+                        states=rec.states, steps=self._steps(rec.states),
+                        penalty=self._penalty())
+        for op, idx, rows, n in self._at_data(ev):
+            ev.model[idx] = op.evaluate(rows, ev.states[n].u)
+        ev.residuals[:] = (ev.model - self.value) / self.sigma
         self._last = ev
         self.seconds["forward"] += time.perf_counter() - t0
         return ev
 
-    def _index(self, rec: Recorder, t: float) -> int:
+    def _steps(self, states: list[Any]) -> dict[float, int]:
+        """Data time -> index of the recorded state at that time (every one is a milestone)."""
         tol = self.problem.milestones.tol
-        for i, s in enumerate(rec.states):
-            if abs(s.t - t) <= tol:
-                return i
-        raise RuntimeError(f"no recorded state at the data time {t}")  # pragma: no cover
+        out = {}
+        for t in self.times:
+            found = [i for i, s in enumerate(states) if abs(s.t - t) <= tol]
+            if not found:  # pragma: no cover - data times are milestones
+                raise RuntimeError(f"no recorded state at the data time {t}")
+            out[t] = found[0]
+        return out
+
+    def _at_data(self, ev: Evaluation) -> Any:
+        """``(operator, row indices, its rows, step)`` of every data time.
+
+        Meanwhile ``disc.u`` holds the state of that step; the final state is put back after.
+        """
+        disc = self.problem.disc
+        final = disc.u.x.array.copy()
+        try:
+            for k, op in enumerate(self.operators):
+                for t, rows in zip(op.times, op.rows.groups, strict=True):
+                    n = ev.steps[t]
+                    disc.u.x.array[:] = ev.states[n].u
+                    yield op, self.offsets[k] + rows, rows, n
+        finally:
+            disc.u.x.array[:] = final
 
     def __call__(self, p: Sequence[float]) -> float:
         """``1/2 sum r_i^2`` at ``p`` (infinite where the run fails)."""
@@ -248,15 +266,9 @@ class Objective:
         sens, disc = self.sensitivity, self.problem.disc
         self._fields_at(ev.p)
         dJ: dict[int, np.ndarray] = {}
-        final = disc.u.x.array.copy()
         w = ev.residuals / self.sigma
-        rec = Recorder(states=ev.states)
-        for k, op in enumerate(self.operators):
-            for t, rows in zip(op.times, op.rows.groups, strict=True):
-                n = self._index(rec, t)
-                disc.u.x.array[:] = ev.states[n].u
-                local = op.transpose(rows, w[self.offsets[k] + rows], sens.size)
-                dJ[n] = dJ.get(n, 0.0) + sens.reverse_add(local)
+        for op, idx, rows, n in self._at_data(ev):
+            dJ[n] = dJ.get(n, 0.0) + sens.reverse_add(op.transpose(rows, w[idx], sens.size))
         g = sens.gradient(ev.states, dJ) * self.scales
         parts = [g]
         for f in self.fields:
@@ -265,7 +277,6 @@ class Objective:
                 gf = gf + sens.assemble_on(self._penalty_forms[f][1], disc.V0)
             parts.append(self.layout.gather(gf))
         g = np.concatenate(parts)
-        disc.u.x.array[:] = final
         self.seconds["adjoint"] += time.perf_counter() - t0
         return g
 
@@ -278,20 +289,13 @@ class Objective:
         if not ev.ok:
             raise SolverError(f"no Jacobian: the run failed ({ev.message})")
         t0 = time.perf_counter()
-        sens, disc = self.sensitivity, self.problem.disc
+        sens = self.sensitivity
         self._fields_at(ev.p)
-        rec = Recorder(states=ev.states)
-        steps = {t: self._index(rec, t) for t in self.times}
-        du = sens.tangent(ev.states, sorted(set(steps.values())))
-        final = disc.u.x.array.copy()
+        du = sens.tangent(ev.states, sorted(set(ev.steps.values())))
         out = np.zeros((self.n_data, len(self.names)))
-        for k, op in enumerate(self.operators):
-            for t, rows in zip(op.times, op.rows.groups, strict=True):
-                n = steps[t]
-                disc.u.x.array[:] = ev.states[n].u
-                for j in range(len(self.names)):
-                    out[self.offsets[k] + rows, j] = op.tangent(rows, du[n][j])
-        disc.u.x.array[:] = final
+        for op, idx, rows, n in self._at_data(ev):
+            for j in range(len(self.names)):
+                out[idx, j] = op.tangent(rows, du[n][j])
         self.seconds["tangent"] += time.perf_counter() - t0
         return out / self.sigma[:, None] * self.scales[None, :]
 

@@ -44,8 +44,6 @@ def _take_slot() -> int:
 
 def _release(slot: int, prefix: str, keys: list[str]) -> None:
     """Remove a solver's options and free its slot (local: safe when collected)."""
-    if slot not in _LIVE:
-        return
     opts = PETSc.Options()
     for k in keys:
         opts.delValue(f"{prefix}{k}")
@@ -155,13 +153,12 @@ class StepSolver:
         # a residual affine in the state: one linear solve per step (no Newton check), and
         # the Jacobian and its factorisation/preconditioner kept while its constants (the
         # BDF coefficients, ...) keep their values
-        self.linear, self._jac_constants = disc.linearity()
+        self.linear, jac_constants = disc.linearity()
         if self.linear and "snes_type" not in user_options:
             extra = {**extra, "snes_type": "ksponly"}
+        #: the Jacobian is kept between steps: exactly the one a fresh solver would build, so
+        #: the solver need not be rebuilt after a checkpoint to match a resumed run
         self.reuse = self.linear and not any(k.startswith("snes_lag") for k in user_options)
-        #: whether what the solver keeps between steps is exactly what a fresh one would
-        #: rebuild (so it need not be rebuilt after a checkpoint to match a resumed run)
-        self.stateless = self.reuse
         self.options = {**base(disc.domain.gdim), **extra, **user_options}
         self.slot = _take_slot()
         self.prefix = f"{PREFIX}{self.slot}_"
@@ -179,7 +176,7 @@ class StepSolver:
         self.snes.setFunction(disc.residual, self.b)
         # (a callable of its own: the SNES must not hold the solver, which frees on collection)
         self._jac = _Jacobian(self.split.jacobian if self.split else disc.jacobian,
-                              self._jac_constants if self.reuse else None)
+                              jac_constants if self.reuse else None)
         self.snes.setJacobian(self._jac, self.A, self.A)
         self.x = disc.u.x.petsc_vec.duplicate()
         try:
@@ -226,7 +223,7 @@ class StepSolver:
 
     def destroy(self) -> None:
         """Free PETSc objects, remove this solver's options and free its prefix."""
-        if self.slot not in _LIVE:
+        if not self._finalizer.alive:  # destroyed already
             return
         self._finalizer()  # options removed, slot freed
         self.snes.destroy()
