@@ -347,16 +347,22 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
     else:
         fit.message = fit.message or "; ".join(str(r["status"]) for r in runs)
     fit.evaluations = obj.evaluations + full.evaluations
-    fit.seconds = {"total": time.perf_counter() - t_start}
-    for o in (obj, full):
-        for key, v in o.seconds.items():
-            fit.seconds[key] = fit.seconds.get(key, 0.0) + v
+    fit.seconds = _timings(t_start, obj, full)
     obj.destroy()
     full.destroy()
     if math.isfinite(best_f):
         problem.reset(dict(zip(names, fit.estimate * np.array(scales), strict=True)),
                       times=full.times)
     return fit
+
+
+def _timings(t_start: float, *objectives: Objective) -> dict[str, float]:
+    """Seconds in all since ``t_start``, and in forward, adjoint and tangent sweeps."""
+    out = {"total": time.perf_counter() - t_start}
+    for o in objectives:
+        for key, v in o.seconds.items():
+            out[key] = out.get(key, 0.0) + v
+    return out
 
 
 def _check_bounds(parameters: Sequence[FitParameter], x0: Sequence[float]) -> None:
@@ -478,10 +484,7 @@ def _calibrate_fields(problem: Any, data: Sequence[Data], parameters: Sequence[F
     if ev.ok:
         fev = full.evaluate(best)
         pred = {"model": fev.model} if fev.ok else {}
-    seconds = {"total": time.perf_counter() - t_start}
-    for o in (obj, full):
-        for key, v in o.seconds.items():
-            seconds[key] = seconds.get(key, 0.0) + v
+    seconds = _timings(t_start, obj, full)
     fit = Fit(status, list(parameters), est[idx], ev.value, obj.n_data, g_summary[idx], nan,
               np.column_stack([nan, nan]), float("nan"), float("nan"),
               {"model": "given" if any("sigma" in d.columns for d in fit_data) else "unit"},
