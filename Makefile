@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml constraints.txt scripts/find-python
 	  py=$$(scripts/find-python); echo "creating $(VENV) with $$py"; \
 	  $$py -m venv $(VENV); fi
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --constraint constraints.txt -e ".[fenics,test,plot]"
+	$(PY) -m pip install --quiet --constraint constraints.txt -e ".[fenics,test,plot,imaging]"
 	$(PY) -c "import tumorpde.compat as c; c.import_dolfinx(); print('tumorpde set up:', c.versions())"
 	@touch $(STAMP)
 

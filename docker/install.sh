@@ -5,10 +5,10 @@
 # fresh virtual environment.
 #
 #   docker/install.sh VENV [SRC]          new virtual environment VENV with the binary
-#                                         DOLFINx/PETSc/MPICH wheels (extras fenics, plot, sweep, calibrate)
+#                                         DOLFINx/PETSc/MPICH wheels (extras fenics, plot, sweep, calibrate, imaging)
 #   docker/install.sh --keep-installed [SRC]
 #                                         into the current Python environment, on a DOLFINx
-#                                         it already has (extras plot, sweep, calibrate): packages it has
+#                                         it already has (extras plot, sweep, calibrate, imaging): packages it has
 #                                         stay at their versions, the others follow constraints.txt
 #
 # PYTHON names the interpreter (default python3; it must be Python >= 3.12).
@@ -17,7 +17,7 @@ set -eu
 if [ "${1:-}" = "--keep-installed" ]; then
     src=${2:-.}
     python=${PYTHON:-python3}
-    extras="plot,sweep,calibrate"
+    extras="plot,sweep,calibrate,imaging"
     constraints=$(mktemp)
     trap 'rm -f "$constraints"' EXIT
     # an installed package is pinned to its installed version, any other to constraints.txt
@@ -40,7 +40,7 @@ else
     src=${2:-.}
     "${PYTHON:-python3}" -m venv "$venv"
     python=$venv/bin/python
-    extras="fenics,plot,sweep,calibrate"
+    extras="fenics,plot,sweep,calibrate,imaging"
     constraints=$src/constraints.txt
     pip_version=$(sed -n 's/^pip==//p' "$constraints")
     "$python" -m pip install --quiet --upgrade "pip==$pip_version"
