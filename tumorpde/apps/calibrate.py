@@ -32,6 +32,7 @@ from mpi4py import MPI
 import numpy as np
 
 from tumorpde.calibration.fit import Fit, FitParameter, calibrate, write_json, write_predictions
+from tumorpde.calibration.operators import within_mesh
 from tumorpde.errors import ConfigError
 from tumorpde.io.data import Data, read_all
 
@@ -223,6 +224,7 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
     sub = comm.Split(comm.rank // ranks_per_chain) if groups > 1 else comm
     first = comm.rank < sub.size  # the ranks of group 0
     problem = Problem(config, sub)
+    datasets = [within_mesh(problem, d) for d in datasets]  # image voxels inside the mesh
     opts = {"walkers": walkers, "steps": steps, "burn": burn,
             "checkpoint": outdir / "chains.npz"}
     result = calibrate(problem, datasets, params, until=until, starts=starts, seed=seed,

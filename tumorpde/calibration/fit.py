@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from tumorpde.calibration.objective import Objective
+from tumorpde.calibration.operators import within_mesh
 from tumorpde.errors import ConfigError, SolverError
 from tumorpde.io.data import Data
 
@@ -314,6 +315,7 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
     Raises:
         ConfigError: Bounds that do not contain the config's value, no data to fit.
     """
+    data = [within_mesh(problem, d) for d in data]  # image voxels: those inside the mesh
     if any(p.name in problem.spec.fields for p in parameters):
         return _calibrate_fields(problem, data, parameters, until=until,
                                  evaluate_only=evaluate_only, tol=tol,

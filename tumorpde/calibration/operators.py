@@ -12,7 +12,8 @@ Every observation used here is linear in the state or a ratio of integrals, so t
 exact.  :class:`FieldSamples` evaluates a species at points (the finite-element function
 itself: basis functions at the point's reference coordinates in the cell that owns it);
 :class:`ObservableSamples` evaluates ``total_<species>`` and integral observables.  A
-new kind of data (images) is one more class with these three methods and ``times``.
+image (an image manifest of :mod:`tumorpde.io.data`) is read as field samples at its voxel
+centres, restricted to the mesh by :func:`within_mesh`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tumorpde.compat import coordinate_element, geometry_dofmap, import_dolfinx
 from tumorpde.errors import ConfigError
 from tumorpde.io.data import Data
 
-__all__ = ["FieldSamples", "ObservableSamples", "operator_for", "observable_columns"]
+__all__ = ["FieldSamples", "ObservableSamples", "operator_for", "observable_columns", "within_mesh"]
 
 import_dolfinx()
 import ufl  # noqa: E402
@@ -58,19 +59,73 @@ class _Rows:
         return np.zeros(0, dtype=int)
 
 
+def _owned_cells(mesh: Any, pts: np.ndarray, comm: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(local, owner)``: each point's owned cell on the lowest rank that has one.
+
+    ``local`` is the cell on this rank (-1 where another rank owns the point or none does),
+    ``owner`` the owning rank (``comm.size`` for points outside the mesh).  Collective.
+    """
+    tdim = mesh.topology.dim
+    owned = mesh.topology.index_map(tdim).size_local
+    tree = geometry.bb_tree(mesh, tdim, entities=np.arange(owned, dtype=np.int32))
+    hits = geometry.compute_colliding_cells(
+        mesh, geometry.compute_collisions_points(tree, pts), pts)
+    offsets, array = np.asarray(hits.offsets), np.asarray(hits.array)
+    local = np.full(len(pts), -1, dtype=np.int64)
+    mine = array < owned
+    # the first owned colliding cell of each point
+    first = np.full(len(pts), np.iinfo(np.int64).max)
+    rows = np.repeat(np.arange(len(pts)), np.diff(offsets))
+    np.minimum.at(first, rows[mine], np.nonzero(mine)[0])
+    has = first < len(array)
+    local[has] = array[first[has]]
+    claim = np.where(local >= 0, comm.rank, comm.size).astype(np.int32)
+    owner = np.empty_like(claim)
+    comm.Allreduce(claim, owner, op=MPI.MIN)
+    return np.where(owner == comm.rank, local, -1), owner
+
+
+def _points3(data: Data) -> np.ndarray:
+    pts = np.zeros((len(data), 3))
+    pts[:, : data.points.shape[1]] = data.points
+    return pts
+
+
+def within_mesh(problem: Any, data: Data) -> Data:
+    """The rows of ``data`` that the mesh can compare.
+
+    For voxel samples of images, those whose voxel centre lies in the mesh (the same rows on
+    every rank); other data unchanged.
+
+    Raises:
+        ConfigError: No voxel of the images lies in the mesh.
+    """
+    if not data.voxels or data.kind != "field":
+        return data
+    disc = problem.disc
+    if data.points.shape[1] != disc.domain.gdim:
+        return data  # Data.check reports the mismatch
+    _, owner = _owned_cells(disc.domain.mesh, _points3(data), disc.comm)
+    inside = owner < disc.comm.size
+    if not inside.any():
+        raise ConfigError(data.label, "no voxel of its images lies in the mesh (do the image "
+                                      "and the mesh overlap? both in the model's length unit)")
+    return data if inside.all() else data.select(inside)
+
+
 class FieldSamples:
-    """Point values of species: ``m_i = u_{field_i}(x_i)``."""
+    """Point values of species: ``m_i = u_{field_i}(x_i)``, a sparse matrix on the state."""
 
     def __init__(self, problem: Any, data: Data) -> None:
+        from scipy import sparse
+
         disc = problem.disc
         self.data, self.comm, self.n = data, disc.comm, disc.n
         self.rows = _Rows(data, problem.milestones.tol)
         mesh = disc.domain.mesh
-        gdim, tdim = disc.domain.gdim, mesh.topology.dim
-        pts = np.zeros((len(data), 3))
-        pts[:, : data.points.shape[1]] = data.points
-        owned = mesh.topology.index_map(tdim).size_local
-        cells = self._locate(mesh, pts, owned)
+        gdim = disc.domain.gdim
+        pts = _points3(data)
+        cells = self._locate(mesh, pts)
         V0 = disc.V0
         if V0.element.needs_dof_transformations:  # pragma: no cover - P1/P2 only
             raise ConfigError(data.label, "point samples need an element without dof "
@@ -79,45 +134,38 @@ class FieldSamples:
         cmap = coordinate_element(mesh)
         gdofs = np.asarray(geometry_dofmap(mesh))
         comp = {name: problem.names.index(name) for name in set(data.name)}
-        #: per row: local state indices and basis values (empty where another rank owns it)
-        self.cols: list[np.ndarray] = []
-        self.vals: list[np.ndarray] = []
-        for i, c in enumerate(cells):
-            if c < 0:
-                self.cols.append(np.zeros(0, dtype=np.int64))
-                self.vals.append(np.zeros(0))
-                continue
+        imap = V0.dofmap.index_map
+        size = (imap.size_local + imap.num_ghosts) * self.n
+        rows_, cols_, vals_ = [], [], []
+        for c in np.unique(cells[cells >= 0]):
+            mine = np.nonzero(cells == c)[0]
             X = mesh.geometry.x[gdofs[c]][:, :gdim]
-            ref = cmap.pull_back(pts[i : i + 1, :gdim], X)
-            phi = np.asarray(element.tabulate(0, ref))[0, 0, :].reshape(-1)
+            ref = np.atleast_2d(cmap.pull_back(pts[mine, :gdim], X))
+            phi = np.asarray(element.tabulate(0, ref))[0]  # (points, basis)
+            phi = phi.reshape(len(mine), -1)
             dofs = np.asarray(V0.dofmap.cell_dofs(c), dtype=np.int64)
-            self.cols.append(dofs * self.n + comp[data.name[i]])
-            self.vals.append(np.asarray(phi, dtype=float))
+            k = np.array([comp[data.name[i]] for i in mine])
+            rows_.append(np.repeat(mine, len(dofs)))
+            cols_.append((dofs[None, :] * self.n + k[:, None]).reshape(-1))
+            vals_.append(phi.reshape(-1))
 
-    def _locate(self, mesh: Any, pts: np.ndarray, owned: int) -> np.ndarray:
+        def cat(a: list[np.ndarray], dt: Any) -> np.ndarray:
+            return np.concatenate(a).astype(dt) if a else np.zeros(0, dtype=dt)
+        #: rows x local state entries (owned + ghosts); empty rows where another rank owns
+        self.B = sparse.csr_matrix((cat(vals_, float), (cat(rows_, np.int64),
+                                    cat(cols_, np.int64))), shape=(len(data), size))
+
+    def _locate(self, mesh: Any, pts: np.ndarray) -> np.ndarray:
         """The owned cell of each point on the lowest rank that has one (-1 elsewhere)."""
-        tdim = mesh.topology.dim
-        tree = geometry.bb_tree(mesh, tdim, entities=np.arange(owned, dtype=np.int32))
-        hits = geometry.compute_colliding_cells(
-            mesh, geometry.compute_collisions_points(tree, pts), pts)
-        local = np.full(len(pts), -1, dtype=np.int64)
-        for i in range(len(pts)):
-            links = hits.links(i)
-            links = links[links < owned]
-            if len(links):
-                local[i] = int(links[0])
-        size = self.comm.size
-        claim = np.where(local >= 0, self.comm.rank, size).astype(np.int32)
-        owner = np.empty_like(claim)
-        self.comm.Allreduce(claim, owner, op=MPI.MIN)
-        outside = np.nonzero(owner == size)[0]
+        local, owner = _owned_cells(mesh, pts, self.comm)
+        outside = np.nonzero(owner == self.comm.size)[0]
         if outside.size:
             i = int(outside[0])
             raise ConfigError(self.data.label,
                               f"line {self.data.line[i]}: the point "
                               f"({', '.join(f'{v:g}' for v in self.data.points[i])}) lies "
                               f"outside the mesh ({outside.size} point(s) outside)")
-        return np.where(owner == self.comm.rank, local, -1)
+        return local
 
     @property
     def times(self) -> list[float]:
@@ -126,7 +174,7 @@ class FieldSamples:
 
     def evaluate(self, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
         """Model values of ``rows`` from the local state array ``u`` (owned + ghosts)."""
-        local = np.array([float(self.vals[i] @ u[self.cols[i]]) for i in rows])
+        local = self.B[rows] @ u[: self.B.shape[1]]
         out = np.empty_like(local)
         self.comm.Allreduce(local, out, op=MPI.SUM)
         return out
@@ -134,8 +182,7 @@ class FieldSamples:
     def transpose(self, rows: np.ndarray, w: np.ndarray, size: int) -> np.ndarray:
         """``sum_i w_i dm_i/du`` as a local array of ``size`` (before the reverse scatter)."""
         out = np.zeros(size)
-        for i, wi in zip(rows, w, strict=True):
-            np.add.at(out, self.cols[i], wi * self.vals[i])
+        out[: self.B.shape[1]] = self.B[rows].T @ np.asarray(w, dtype=float)
         return out
 
     def tangent(self, rows: np.ndarray, du: np.ndarray) -> np.ndarray:

@@ -5,6 +5,11 @@ An initial condition ``{data = "FILE.csv", time = T0}`` takes the rows of its sp
 the same point), and interpolates them linearly: piecewise linear in 1-D, on the Delaunay
 triangulation of the samples in 2-D and 3-D (scipy), with the value of the nearest
 sample outside the samples' hull (constant outside the data).
+
+An initial condition ``{image = "FILE.nii.gz", scale = S}`` and a parameter field
+``{value = V, image = "FILE.nii.gz"[, labels = {...}]}`` read a NIfTI image
+(:mod:`tumorpde.io.images`) at the nodes: trilinearly in the image's physical coordinates
+(taken to be in the model's length unit), or voxel by voxel for label maps.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 from tumorpde.errors import ConfigError
 from tumorpde.io.data import read_data
 
-__all__ = ["samples_at", "interpolator"]
+__all__ = ["samples_at", "interpolator", "image_on_nodes"]
 
 
 def samples_at(path: str, species: str, t0: float, gdim: int, key: str,
@@ -60,18 +65,63 @@ def interpolator(points: np.ndarray, values: np.ndarray, key: str) -> Any:
         order = np.argsort(points[:, 0])
         xs, vs = points[order, 0], values[order]
         return lambda x: np.interp(x[0], xs, vs)
-    from scipy.interpolate import LinearNDInterpolator, NearestNDInterpolator
+    from scipy.interpolate import NearestNDInterpolator
+    from scipy.spatial import Delaunay
 
     nearest = NearestNDInterpolator(points, values)
     try:
-        linear = LinearNDInterpolator(points, values, fill_value=np.nan)
+        tri = Delaunay(points)
     except Exception:  # noqa: BLE001 - degenerate (e.g. collinear) samples: Qhull refuses
         raise ConfigError(key, f"the {len(points)} sample points span no {d}-D region: "
                                "linear interpolation needs points in general position") from None
+    # points on the hull within round-off count as inside (Qhull's own test is exact)
+    tol = 1e-10 * float(np.ptp(points, axis=0).max())
 
     def f(x: np.ndarray) -> np.ndarray:
-        q = x[:d].T
-        v = linear(q)
-        out = np.where(np.isnan(v), nearest(q), v)
-        return np.asarray(out, dtype=float)
+        q = np.ascontiguousarray(x[:d].T)
+        simplex = tri.find_simplex(q, tol=tol)
+        out = np.asarray(nearest(q), dtype=float)
+        ok = simplex >= 0
+        if ok.any():
+            T = tri.transform[simplex[ok]]
+            b = np.einsum("nij,nj->ni", T[:, :d], q[ok] - T[:, d])
+            bary = np.c_[b, 1.0 - b.sum(axis=1)]
+            out[ok] = np.einsum("ni,ni->n", bary, values[tri.simplices[simplex[ok]]])
+        return out
     return f
+
+
+def image_on_nodes(path: str, points: np.ndarray, gdim: int, comm: Any, key: str,
+                   order: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A NIfTI image at the nodes ``points`` (``(n, 3)``, this rank's): values and inside-mask.
+
+    ``order`` 1 interpolates trilinearly, 0 takes the value of the voxel containing the
+    node (label maps).  Collective: every rank reads the image and learns whether any
+    node of the mesh lies in it.
+
+    Raises:
+        ConfigError: (key ``key``) an unreadable or non-NIfTI file, an image whose dimension
+            is not the mesh's, an image that does not overlap the mesh.
+    """
+    from mpi4py import MPI
+
+    from tumorpde.io.images import read_image
+
+    image = read_image(path, key)
+    if image.dim != gdim:
+        raise ConfigError(key, f"{path} is a {image.dim}-D image but the mesh is {gdim}-D")
+    inside = image.inside(points)
+    if comm.allreduce(int(inside.sum()), op=MPI.SUM) == 0:
+        lo = comm.allreduce(points[:, :gdim].min(axis=0) if len(points) else
+                            np.full(gdim, np.inf), op=MPI.MIN)
+        hi = comm.allreduce(points[:, :gdim].max(axis=0) if len(points) else
+                            np.full(gdim, -np.inf), op=MPI.MAX)
+        corners = image.points(np.array(np.meshgrid(*[[-0.5, n - 0.5] for n in image.data.shape],
+                                                    indexing="ij")).reshape(gdim, -1).T)
+        raise ConfigError(key, f"{path} does not overlap the mesh (mesh box "
+                               f"{_box(lo, hi)}, image box {_box(corners.min(0), corners.max(0))})")
+    return image.sample(points, order=order, outside=0.0), inside
+
+
+def _box(lo: np.ndarray, hi: np.ndarray) -> str:
+    return " x ".join(f"[{a:.4g}, {b:.4g}]" for a, b in zip(lo, hi, strict=True))

@@ -118,6 +118,7 @@ class Discretisation:
             if name in spec.fields:
                 f = fem.Function(self.V0, name=name)
                 f.x.array[:] = value
+                self._image_parameter(name, f)
                 self.parameter_fields[name] = self.constants[name] = f
             else:
                 self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(value))
@@ -424,13 +425,45 @@ class Discretisation:
         for name in spec.names:
             s = spec.species[name]
             req = un.required_units("initial", L, T, s.unit) if spec.has_units else None
-            comps.append(self._data_field(s) if s.initial_data is not None else
+            comps.append(self._data_field(s) if s.initial_data is not None or
+                         s.initial_image is not None else
                          self.lower(s.initial, req, None))
         return ufl.as_vector(comps) if self.n > 1 else comps[0]
 
+    def _image_parameter(self, name: str, f: Any) -> None:
+        """Set a parameter field read from an image (``image``, ``labels``) at the nodes."""
+        p = self.spec.config.parameters[name]
+        image = getattr(p, "image", None)
+        if image is None:
+            return
+        from tumorpde.fem.datafields import image_on_nodes
+
+        key = f"parameters.{name}.image"
+        _, unit = un.parse_quantity(p.value, f"parameters.{name}.value", self.spec.has_units)
+        factor = un.canonical(1.0, unit, self.spec.length_unit, self.spec.time_unit)[0] \
+            if unit is not None else 1.0
+        pts = self.V0.tabulate_dof_coordinates()
+        values, inside = image_on_nodes(image, pts, self.domain.gdim, self.comm, key,
+                                        order=0 if p.labels else 1)
+        if p.labels:
+            table = {int(k): v for k, v in p.labels.items()}
+            fallback = self.spec.parameters[name][0] / factor  # value, as written
+            values = np.array([table.get(int(round(v)), fallback) for v in values])
+        f.x.array[inside] = values[inside] * factor
+
     def _data_field(self, s: Any) -> Any:
-        """The initial field of a species from data samples (interpolated once, then kept)."""
+        """The initial field of a species from data samples or an image (made once, kept)."""
         cache = self.__dict__.setdefault("_data_fields", {})
+        if s.name not in cache and s.initial_image is not None:
+            from tumorpde.fem.datafields import image_on_nodes
+
+            path, scale = s.initial_image
+            f = fem.Function(self.V0, name=f"{s.name}_image")
+            values, _ = image_on_nodes(path, self.V0.tabulate_dof_coordinates(),
+                                       self.domain.gdim, self.comm,
+                                       f"species.{s.name}.initial.image")
+            f.x.array[:] = scale * values
+            cache[s.name] = f
         if s.name not in cache:
             from tumorpde.fem.datafields import interpolator, samples_at
 

@@ -8,6 +8,16 @@ Two kinds of file, told apart by their columns (in the model's units):
 * **observable samples** ``t, observable, value[, sigma]``: an observable column of the
   run (``total_<species>`` or an integral ``[observables]`` entry) at time ``t``.
 
+and a third, for images:
+
+* **image manifests** ``t, field, image[, mask][, sigma]``: each row names a NIfTI image
+  (:mod:`tumorpde.io.images`; paths relative to the manifest) that measures ``field`` at
+  time ``t`` voxel by voxel, inside the non-zero voxels of ``mask`` (an image on the same
+  grid) if given.  The manifest is read as field samples at the voxel centres (physical
+  coordinates from the affine) with the columns ``t, x, y[, z], field, value, sigma,
+  image, i, j[, k]``; samples whose voxel centre lies outside the mesh are left out when
+  the data meet a mesh (:func:`tumorpde.calibration.operators.within_mesh`).
+
 ``sigma`` (the measurement's standard deviation) is 1 where it is absent or empty.  Other
 columns are kept as they are (they come back in ``predictions.csv``).  Lines starting
 with ``#`` are comments; a UTF-8 byte-order mark is ignored.
@@ -25,16 +35,19 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tumorpde.errors import ConfigError
 
-__all__ = ["Data", "read_data", "read_all", "KINDS", "COORDINATES"]
+__all__ = ["Data", "read_data", "read_all", "KINDS", "COORDINATES", "MANIFEST_COLUMNS"]
 
 #: the column that names what a row measures, per kind of file
 KINDS = {"field": "field", "observable": "observable"}
 COORDINATES = ("x", "y", "z")
+#: the columns of an image manifest (``mask`` and ``sigma`` optional)
+MANIFEST_COLUMNS = ("t", "field", "image", "mask", "sigma")
 
 
 @dataclass
@@ -65,6 +78,8 @@ class Data:
     sigma: np.ndarray
     points: np.ndarray
     line: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))
+    #: voxel samples from an image manifest: the rows outside a mesh are dropped, not errors
+    voxels: bool = False
 
     def __len__(self) -> int:
         return len(self.t)
@@ -79,7 +94,7 @@ class Data:
         idx = np.nonzero(mask)[0]
         return Data(self.path, self.kind, self.columns, [self.text[i] for i in idx],
                     self.t[idx], [self.name[i] for i in idx], self.value[idx], self.sigma[idx],
-                    self.points[idx], self.line[idx])
+                    self.points[idx], self.line[idx], self.voxels)
 
     def check(self, species: Iterable[str], observables: Iterable[str], gdim: int,
               start: float, end: float) -> None:
@@ -175,6 +190,8 @@ def read_data(path: str | Path) -> Data:
         raise ConfigError(label, f"cannot be read as CSV ({exc})") from None
     raw = [(i, r) for i, r in raw if r and any(c.strip() for c in r)
            and not r[0].lstrip().startswith("#")]
+    if raw and "image" in [c.strip() for c in raw[0][1]]:
+        return _read_manifest(path, raw)
     columns, kind = _header(path, [r for _, r in raw[:1]])
     body = raw[1:]
     if not body:
@@ -199,6 +216,70 @@ def read_data(path: str | Path) -> Data:
         lines.append(line)
     return Data(path, kind, columns, text, np.array(t), name, np.array(value), np.array(sigma),
                 np.array(pts, dtype=float).reshape(len(t), len(coords)), np.array(lines))
+
+
+def _read_manifest(path: Path, raw: list[tuple[int, list[str]]]) -> Data:
+    """An image manifest read as voxel samples (see the module docstring)."""
+    from tumorpde.io.images import read_image
+
+    label = str(path)
+    columns = [c.strip() for c in raw[0][1]]
+    unknown = [c for c in columns if c not in MANIFEST_COLUMNS]
+    missing = [c for c in ("t", "field", "image") if c not in columns]
+    if missing or unknown:
+        raise ConfigError(label, "an image manifest has the columns t, field, image[, mask]"
+                                 f"[, sigma]; the header is {', '.join(columns)}")
+    if len(set(columns)) != len(columns):
+        raise ConfigError(label, "has a column more than once")
+    body = raw[1:]
+    if not body:
+        raise ConfigError(label, "has a header but no rows")
+    col = {c: j for j, c in enumerate(columns)}
+    parts: list[dict[str, Any]] = []
+    dim = None
+    for line, r in body:
+        if len(r) != len(columns):
+            raise ConfigError(label, f"line {line}: {len(r)} values for {len(columns)} columns")
+        r = [c.strip() for c in r]
+        t = _number(r[col["t"]], label, line, "t")
+        name = r[col["field"]]
+        if not name or not r[col["image"]]:
+            raise ConfigError(label, f"line {line}: the field or the image is empty")
+        s = r[col["sigma"]] if "sigma" in col else ""
+        sigma = _number(s, label, line, "sigma", positive=True) if s else 1.0
+        where = f"{label}: line {line}"
+        img = read_image(path.parent / r[col["image"]], where)
+        keep = np.ones(img.data.shape, dtype=bool)
+        if "mask" in col and r[col["mask"]]:
+            mask = read_image(path.parent / r[col["mask"]], where)
+            if mask.data.shape != img.data.shape or \
+                    not np.allclose(mask.affine, img.affine, rtol=1e-5, atol=1e-5 * max(
+                        float(np.abs(img.affine[:3, :3]).max()), 1.0)):
+                raise ConfigError(where, f"the mask {r[col['mask']]} is not on the grid of the "
+                                         f"image {r[col['image']]} (shape and affine differ)")
+            keep = mask.data != 0
+            if not keep.any():
+                raise ConfigError(where, f"the mask {r[col['mask']]} is empty")
+        if dim is not None and img.dim != dim:
+            raise ConfigError(where, "mixes 2-D and 3-D images")
+        dim = img.dim
+        idx, pts = img.centres(keep)
+        parts.append({"t": t, "name": name, "sigma": sigma, "image": r[col["image"]],
+                      "line": line, "idx": idx, "pts": pts, "value": img.data[keep]})
+    assert dim is not None
+    coords = list(COORDINATES[:dim])
+    out_cols = ["t", *coords, "field", "value", "sigma", "image", *"ijk"[:dim]]
+    n = sum(len(p["value"]) for p in parts)
+    t = np.concatenate([np.full(len(p["value"]), p["t"]) for p in parts])
+    names = [p["name"] for p in parts for _ in range(len(p["value"]))]
+    value = np.concatenate([p["value"] for p in parts]).astype(float)
+    sigma = np.concatenate([np.full(len(p["value"]), p["sigma"]) for p in parts])
+    pts = np.concatenate([p["pts"] for p in parts]).reshape(n, dim)
+    lines = np.concatenate([np.full(len(p["value"]), p["line"]) for p in parts])
+    text = [[repr(p["t"]), *(repr(float(c)) for c in x), p["name"], repr(float(v)),
+             repr(p["sigma"]), p["image"], *(str(int(k)) for k in ijk)]
+            for p in parts for x, v, ijk in zip(p["pts"], p["value"], p["idx"], strict=True)]
+    return Data(path, "field", out_cols, text, t, names, value, sigma, pts, lines, voxels=True)
 
 
 def read_all(paths: Sequence[str | Path]) -> list[Data]:

@@ -49,7 +49,7 @@ from tumorpde.model.spec import (
     term_factor,
 )
 
-__all__ = ["load", "read_data", "initial_data", "load_dict", "parse_set", "apply_overrides",
+__all__ = ["load", "read_data", "initial_data", "initial_image", "load_dict", "parse_set", "apply_overrides",
            "check", "Spec", "to_dict", "validate", "EXAMPLES_DIR", "find_config", "merge", "resolve_extends",
            "TermSpec", "SpeciesSpec", "ObservableSpec", "symbol_dims", "term_factor", "check_units"]
 
@@ -86,17 +86,22 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Config:
         rel = path.parent / cfg.mesh.file
         if rel.exists() or not Path(cfg.mesh.file).exists():
             cfg.mesh.file = str(rel)
+    def beside(f: str) -> str:
+        # files named in a config are relative to it, or to the working directory
+        rel = path.parent / f
+        return str(rel) if not Path(f).is_absolute() and (rel.exists() or not Path(f).exists()) \
+            else f
+
     for s in cfg.species.values():
-        src = initial_data(s)
-        if src is not None and not Path(src[0]).is_absolute():
-            rel = path.parent / src[0]
-            if rel.exists() or not Path(src[0]).exists():
-                s.initial = {**dict(s.initial), "data": str(rel)}  # type: ignore[arg-type]
+        for kind in ("data", "image"):
+            if isinstance(s.initial, dict) and kind in s.initial:
+                s.initial = {**dict(s.initial), kind: beside(str(s.initial[kind]))}
+    for p in cfg.parameters.values():
+        if isinstance(p, Parameter) and p.image is not None:
+            p.image = beside(p.image)
     if cfg.calibration is not None:
         # data files are relative to the config file, or to the working directory
-        cfg.calibration.data = [str(path.parent / f) if not Path(f).is_absolute() and
-                                ((path.parent / f).exists() or not Path(f).exists()) else f
-                                for f in cfg.calibration.data]
+        cfg.calibration.data = [beside(f) for f in cfg.calibration.data]
     return cfg
 
 
@@ -308,12 +313,68 @@ def _parameter(v: Any, key: str) -> float | str | Parameter:
             p.range = va.number_list(d["range"], f"{key}.range", (2,))
         if "field" in d:
             p.field = va.boolean(d["field"], f"{key}.field")
+        if "image" in d:
+            p.image = _image_name(d["image"], f"{key}.image")
+            if "field" in d and not p.field:
+                raise ConfigError(f"{key}.field", "a parameter read from an image is a field "
+                                                  "(leave out field = false)")
+            p.field = True
+        if "labels" in d:
+            if p.image is None:
+                raise ConfigError(f"{key}.labels", "labels map the values of a label image: "
+                                                   "give image as well")
+            p.labels = _labels(d["labels"], f"{key}.labels")
         return p
     return _param_value(v, key)
 
 
+def _image_name(v: Any, key: str) -> str:
+    name = va.string(v, key)
+    if not name.lower().endswith((".nii", ".nii.gz")):
+        raise ConfigError(key, f"{name!r} is not a NIfTI image name (expected .nii or .nii.gz)")
+    return name
+
+
+def _labels(v: Any, key: str) -> dict[str, float]:
+    table = va.table(v, key)
+    if not table:
+        raise ConfigError(key, "is empty (give LABEL = VALUE pairs)")
+    out: dict[str, float] = {}
+    for k, x in table.items():
+        try:
+            label = int(str(k))
+        except ValueError:
+            raise ConfigError(f"{key}.{k}", "a label is an integer voxel value") from None
+        out[str(label)] = float(va.number(x, f"{key}.{k}"))
+    return out
+
+
+def _initial_image(v: dict[str, Any], key: str) -> dict[str, Any]:
+    """``{image = "FILE.nii.gz", scale = S}``: an initial condition from an image."""
+    unknown = sorted(set(v) - {"image", "scale"})
+    if unknown:
+        raise ConfigError(f"{key}.{unknown[0]}", "unknown key (an initial condition from an "
+                                                 "image takes image and scale)")
+    out: dict[str, Any] = {"image": _image_name(v["image"], f"{key}.image")}
+    if "scale" in v:
+        out["scale"] = va.number(v["scale"], f"{key}.scale")
+    return out
+
+
+def initial_image(s: Species) -> tuple[str, float] | None:
+    """``(file, scale)`` of a species whose initial condition is an image, else None."""
+    v = s.initial
+    if isinstance(v, dict) and "image" in v:
+        return str(v["image"]), float(v.get("scale", 1.0))
+    return None
+
+
 def _initial_data(v: dict[str, Any], key: str) -> dict[str, Any]:
     """``{data = "FILE.csv", time = T0}``: an initial condition from field samples."""
+    if "image" in v:
+        if "data" in v:
+            raise ConfigError(key, "give data (samples) or image, not both")
+        return _initial_image(v, key)
     unknown = sorted(set(v) - {"data", "time"})
     if unknown:
         raise ConfigError(f"{key}.{unknown[0]}", "unknown key (an initial condition from data "
@@ -413,7 +474,8 @@ def _species(data: Any, key: str) -> Species:
         s.reaction = va.scalar_or_expr(d["reaction"], f"{key}.reaction")
     if "initial" in d:
         v = d["initial"]
-        s.initial = _initial_data(v, f"{key}.initial") if isinstance(v, dict) and "data" in v \
+        s.initial = _initial_data(v, f"{key}.initial") if isinstance(v, dict) and \
+            ("data" in v or "image" in v) \
             else va.coefficient(v, f"{key}.initial")
     if "diffuses" in d:
         s.diffuses = va.boolean(d["diffuses"], f"{key}.diffuses")
@@ -714,8 +776,8 @@ def _species_spec(cfg: Config, index: int, name: str, s: Species, field_syms: se
     diff = parse_term(s.diffusion, f"{key}.diffusion", field_syms) if s.diffuses else None
     if not s.diffuses and not _is_zero(s.diffusion):
         raise ConfigError(f"{key}.diffusion", "is given but the species has diffuses = false")
-    from_data = initial_data(s)
-    initial = parse_term(0.0 if from_data else s.initial, f"{key}.initial",
+    from_data, from_image = initial_data(s), initial_image(s)
+    initial = parse_term(0.0 if from_data or from_image else s.initial, f"{key}.initial",
                          const_syms | definitions)
     reaction = parse_term(s.reaction, f"{key}.reaction", field_syms)
     if reaction.regions:
@@ -744,7 +806,7 @@ def _species_spec(cfg: Config, index: int, name: str, s: Species, field_syms: se
         t0 = from_data[1] if from_data[1] is not None else cfg.time.start
         from_data = (from_data[0], t0)
     if name in cfg.knockout:
-        from_data = None
+        from_data = from_image = None
         initial = TermSpec(f"{key}.initial", expr=ex.Num(0.0))
         reaction = TermSpec(f"{key}.reaction", expr=ex.Num(0.0))
         taxis, bcs = [], {}
@@ -754,7 +816,8 @@ def _species_spec(cfg: Config, index: int, name: str, s: Species, field_syms: se
         for r, v in s.diffusion.items():
             if isinstance(v, int | float) and v < 0:
                 raise ConfigError(f"{key}.diffusion.{r}", f"must not be negative, got {v}")
-    return SpeciesSpec(name, index, diff, reaction, initial, taxis, bcs, unit, from_data)
+    return SpeciesSpec(name, index, diff, reaction, initial, taxis, bcs, unit, from_data,
+                       initial_image=from_image)
 
 
 def _observable_spec(cfg: Config, oname: str, ob: Observable, global_syms: set[str],

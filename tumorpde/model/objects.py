@@ -177,7 +177,10 @@ class Species:
         initial: Initial value (coefficient), or ``{data = "FILE.csv", time = T0}``: the
             field samples of this species at ``T0`` (default ``time.start``) in a data file
             (``t, x[, y, z], field, value``; replicates averaged), interpolated linearly
-            and constant (the nearest sample) outside the data's hull.
+            and constant (the nearest sample) outside the data's hull.  Or
+            ``{image = "FILE.nii.gz", scale = S}``: a NIfTI image (physical coordinates from
+            its affine, in the model's length unit) interpolated trilinearly at the nodes,
+            times ``S`` (default 1), zero outside the image.
         taxis: Taxis terms.
         diffuses: False for ECM-like fields solved as local ODEs at each point.
         boundary: Boundary name -> :class:`Boundary`.
@@ -217,6 +220,12 @@ class Parameter:
             ``value`` everywhere at first, that can be set node by node
             (``Problem.reset``) and calibrated node by node (``tumorpde calibrate``).  It
             may appear in species terms, not in scalar compartments or value observables.
+        image: A NIfTI image the field is read from (makes the parameter a field): its
+            voxel values interpolated trilinearly at the nodes, in the unit ``value`` is
+            written in; ``value`` where a node lies outside the image.
+        labels: With ``image``: the image is a label map (tissue classes) and this table
+            gives the value of each label (``{ 1 = 0.02, 2 = 0.1 }``, same unit); a node
+            takes the label of the voxel it lies in, ``value`` for unlisted labels.
     """
 
     value: float | str
@@ -225,6 +234,8 @@ class Parameter:
     symbol: str = ""
     range: list[float] | None = None
     field: bool = False
+    image: str | None = None
+    labels: dict[str, float] | None = None
 
 
 @dataclass

@@ -49,6 +49,8 @@ class SpeciesSpec:
     unit: Any
     #: ``(file, time)`` when the initial condition comes from field samples in a data file
     initial_data: tuple[str, float] | None = None
+    #: ``(file, scale)`` when the initial condition is a NIfTI image
+    initial_image: tuple[str, float] | None = None
 
 
 @dataclass
