@@ -132,6 +132,14 @@ def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
                    help="name the boundary facets an imported mesh leaves untagged")
     m.add_argument("--tag-data", metavar="KEY", help="cell data of an imported mesh that holds the "
                    "tags (default: gmsh:physical, medit:ref, cell_tags, ...)")
+    m.add_argument("--from-image", metavar="MASK", help="mesh the labelled voxels of a NIfTI "
+                   "label image (.nii, .nii.gz) in its physical coordinates, smooth boundaries; "
+                   "-o OUT.msh or OUT.xdmf")
+    m.add_argument("--label", action="append", default=[], metavar="N",
+                   help="with --from-image: a label to mesh (repeatable; default: every non-zero "
+                   "label); cells get region label<N> or --region N=NAME")
+    m.add_argument("--size", type=float, metavar="H", help="with --from-image: cell size in the "
+                   "image's unit (default: the mean voxel edge)")
     # --- tumorpde sweep CONFIG (tumorpde/apps/sweep.py)
     sw = sub.add_parser("sweep", help="run an ensemble over varied config values and compute "
                         "sensitivity indices (SALib)")
@@ -251,6 +259,21 @@ def _cmd_tool(args: argparse.Namespace) -> int:
                 return [f"{name:<15} {path}\n{'':<15} parameters: " + ", ".join(
                         f"{k}={v}" for k, v in meshgen.geo_parameters(path).items())
                         for name, path in meshgen.bundled().items()]
+            if args.from_image:
+                from tumorpde.apps.imagemesh import mesh_from_image
+
+                for opt, given in (("NAME", args.name), ("--set", args.set),
+                                   ("--boundary", args.boundary), ("--outer", args.outer),
+                                   ("--tag-data", args.tag_data)):
+                    if given:
+                        raise ConfigError(opt, "does not apply to --from-image (its boundary is "
+                                               "'outer', its regions the labels)")
+                res = mesh_from_image(args.from_image, args.output, args.label, args.size,
+                                      args.region)
+                return [f"tumorpde: {res.line()}"]
+            for opt, given in (("--label", args.label), ("--size", args.size is not None)):
+                if given:
+                    raise ConfigError(opt, "applies to --from-image")
             if not args.name:
                 raise ConfigError("", "give a NAME (a bundled geometry, .geo or mesh file) or "
                                       "--list")

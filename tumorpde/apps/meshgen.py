@@ -30,7 +30,7 @@ import numpy as np
 from tumorpde.errors import ConfigError
 
 __all__ = ["MESHES_DIR", "MeshSummary", "bundled", "geo_parameters", "generate", "import_mesh",
-           "make_mesh"]
+           "make_mesh", "write_tagged", "exterior_facets"]
 
 
 def _meshes_dir() -> Path:
@@ -311,7 +311,7 @@ def import_mesh(source: Path, output: Path, regions: Sequence[str] = (),
                                             f"{', '.join(map(str, facet_tags.tolist())) or 'none'})")
 
     if outer is not None:
-        untagged = _exterior_facets(top, facets)
+        untagged = exterior_facets(top, facets)
         if len(untagged[1]):
             new_tag = int(max(facet_tags.max() if len(facet_tags) else 0, 0)) + 1
             ftype, conn = untagged
@@ -331,20 +331,41 @@ def import_mesh(source: Path, output: Path, regions: Sequence[str] = (),
                 raise ConfigError(f"--{kind}", f"the name {n!r} is given to tags {seen[n]} and {t}")
             seen[n] = t
 
-    gdim = mesh.points.shape[1]
-    points = np.zeros((len(mesh.points), 3))
-    points[:, :gdim] = mesh.points
+    return write_tagged(source.stem, mesh.points, tdim, top, facets, region_map, boundary_map,
+                        output)
+
+
+def write_tagged(name: str, points: np.ndarray, tdim: int,
+                 top: Mapping[str, list[tuple[np.ndarray, np.ndarray]]],
+                 facets: Mapping[str, list[tuple[np.ndarray, np.ndarray]]],
+                 region_map: Mapping[int, str], boundary_map: Mapping[int, str],
+                 output: Path) -> MeshSummary:
+    """Write cells and facets with integer tags as ``.msh`` with named physical groups.
+
+    Args:
+        name: The gmsh model's name.
+        points: Node coordinates ``(n, gdim)``.
+        tdim: Topological dimension of the cells.
+        top: Cell type -> list of (connectivity, tags) of the ``tdim`` cells.
+        facets: The same for the tagged facets (tags <= 0: not part of any boundary).
+        region_map: Cell tag -> region name.
+        boundary_map: Facet tag -> boundary name.
+        output: The ``.msh`` file.
+    """
+    gdim = points.shape[1]
+    xyz = np.zeros((len(points), 3))
+    xyz[:, :gdim] = points
     gmsh = _gmsh()
     try:
-        gmsh.model.add(source.stem)
+        gmsh.model.add(name)
         entities: list[tuple[int, int]] = []
         for t in region_map:
             gmsh.model.addDiscreteEntity(tdim, t)
             entities.append((tdim, t))
         for t in boundary_map:
             gmsh.model.addDiscreteEntity(tdim - 1, t)
-        node_tags = np.arange(1, len(points) + 1)
-        gmsh.model.mesh.addNodes(tdim, entities[0][1], node_tags, points.ravel())
+        node_tags = np.arange(1, len(xyz) + 1)
+        gmsh.model.mesh.addNodes(tdim, entities[0][1], node_tags, xyz.ravel())
         next_element = 1
         for group in (top, facets):  # gmsh infers each element's dimension from its type
             for ctype, parts in group.items():
@@ -368,7 +389,7 @@ def import_mesh(source: Path, output: Path, regions: Sequence[str] = (),
         gmsh.finalize()
 
 
-def _exterior_facets(top: Mapping[str, list[tuple[np.ndarray, np.ndarray]]],
+def exterior_facets(top: Mapping[str, list[tuple[np.ndarray, np.ndarray]]],
                      facets: Mapping[str, list[tuple[np.ndarray, np.ndarray]]],
                      ) -> tuple[str, np.ndarray]:
     """Exterior facets of the top-dimensional cells that no tagged facet covers."""

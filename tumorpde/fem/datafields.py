@@ -112,10 +112,12 @@ def image_on_nodes(path: str, points: np.ndarray, gdim: int, comm: Any, key: str
         raise ConfigError(key, f"{path} is a {image.dim}-D image but the mesh is {gdim}-D")
     inside = image.inside(points)
     if comm.allreduce(int(inside.sum()), op=MPI.SUM) == 0:
-        lo = comm.allreduce(points[:, :gdim].min(axis=0) if len(points) else
-                            np.full(gdim, np.inf), op=MPI.MIN)
-        hi = comm.allreduce(points[:, :gdim].max(axis=0) if len(points) else
-                            np.full(gdim, -np.inf), op=MPI.MAX)
+        lo = np.full(gdim, np.inf)
+        hi = np.full(gdim, -np.inf)
+        if len(points):
+            lo, hi = points[:, :gdim].min(axis=0), points[:, :gdim].max(axis=0)
+        lo = np.min(comm.allgather(lo), axis=0)  # (arrays: not an elementwise MPI.MIN of objects)
+        hi = np.max(comm.allgather(hi), axis=0)
         corners = image.points(np.array(np.meshgrid(*[[-0.5, n - 0.5] for n in image.data.shape],
                                                     indexing="ij")).reshape(gdim, -1).T)
         raise ConfigError(key, f"{path} does not overlap the mesh (mesh box "
