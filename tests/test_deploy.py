@@ -119,7 +119,8 @@ def test_images_share_install_steps_and_base():
 def test_install_script_builds_a_working_environment():
     """The steps that `make image-check` runs (checked here as text: no network in tests)."""
     install = (ROOT / "docker" / "install.sh").read_text()
-    assert '--constraint "$constraints"' in install and 'extras="fenics,plot,sweep,calibrate,imaging"' in install
+    assert '--constraint "$constraints"' in install
+    assert 'extras="fenics,plot,sweep,calibrate,imaging"' in install
     assert (ROOT / "docker" / "install.sh").stat().st_mode & 0o111
     makefile = (ROOT / "Makefile").read_text()
     assert "docker/install.sh build/image-venv ." in makefile

@@ -103,7 +103,7 @@ def test_an_ellipsoid_mask_meshes_to_its_volume_in_its_place(mpi_tmp, suffix):
     body_vox = (idx @ affine[:3, :3].T + affine[:3, 3] - CENTRE) @ ROT
     for i in range(3):
         axis = ROT[:, i]
-        m2 = measure(d, lambda x: sum((x[j] - CENTRE[j]) * axis[j] for j in range(3)) ** 2)
+        m2 = measure(d, lambda x, a=axis: sum((x[j] - CENTRE[j]) * a[j] for j in range(3)) ** 2)
         assert m2 / vol == pytest.approx(np.mean(body_vox[:, i] ** 2), rel=0.12)
     if suffix == ".msh":
         assert d.regions == {"label1": 1}

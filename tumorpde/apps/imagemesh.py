@@ -41,8 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from tumorpde.apps.meshgen import (MeshSummary, _gmsh, _gmsh_error, _parse_pairs, exterior_facets,
-                                   write_tagged)
+from tumorpde.apps.meshgen import MeshSummary, _gmsh, _gmsh_error, _parse_pairs, exterior_facets, write_tagged
 from tumorpde.errors import ConfigError
 from tumorpde.io import images
 
@@ -62,8 +61,7 @@ def _skimage_measure() -> Any:
 
 
 def _smoothed(mask: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A smooth indicator of the mask, cropped to its box and padded; and the index of its
-    first voxel.
+    """A smooth indicator of the mask (cropped, padded) and the index of its first voxel.
 
     The signed distance to the mask's boundary (in physical units, so that thick slices
     interpolate between their neighbours: shape-based interpolation) through a smooth
@@ -74,7 +72,7 @@ def _smoothed(mask: np.ndarray, spacing: np.ndarray) -> tuple[np.ndarray, np.nda
     pad = int(np.ceil(3 * SMOOTHING)) + 2
     where = np.argwhere(mask)
     lo, hi = where.min(axis=0), where.max(axis=0) + 1
-    crop = np.pad(mask[tuple(slice(a, b) for a, b in zip(lo, hi))], pad)
+    crop = np.pad(mask[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))], pad)
     h = float(np.min(spacing))
     inside = ndimage.distance_transform_edt(crop, sampling=spacing)
     outside = ndimage.distance_transform_edt(~crop, sampling=spacing)
