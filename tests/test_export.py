@@ -155,15 +155,17 @@ def test_point_location_on_an_unstructured_mesh_agrees_with_a_search_of_every_ce
     inside = lam.min(-1).max(axis=1) >= -1e-10
     want = np.zeros(len(p))
     want[inside] = np.einsum("pv,pv->p", lam[inside, best[inside]], u[cells[best[inside]]])
+    # outside: the nearest point over every facet of every cell
+    facets = np.concatenate([np.delete(cells, i, axis=1) for i in range(4)])
     outside = np.flatnonzero(~inside)
-    pp = np.repeat(p[outside], len(cells), axis=0)
-    dist, w = _closest(pp, np.tile(v, (len(outside), 1, 1)))
-    dist, w = dist.reshape(len(outside), -1), w.reshape(len(outside), len(cells), -1)
+    pp = np.repeat(p[outside], len(facets), axis=0)
+    dist, w = _closest(pp, np.tile(pts[facets], (len(outside), 1, 1)))
+    dist, w = dist.reshape(len(outside), -1), w.reshape(len(outside), len(facets), -1)
     j = np.argmin(dist, axis=1)
     wj = w[np.arange(len(outside)), j]
-    q = np.einsum("pv,pvd->pd", wj, v[j])
+    q = np.einsum("pv,pvd->pd", wj, pts[facets[j]])
     near = np.all(np.abs(image.index(p[outside]) - image.index(q)) <= 0.5, axis=1)
-    want[outside[near]] = np.einsum("pv,pv->p", wj[near], u[cells[j[near]]])
+    want[outside[near]] = np.einsum("pv,pv->p", wj[near], u[facets[j[near]]])
     np.testing.assert_allclose(got, want, atol=1e-12)
     assert inside.sum() > 50 and near.sum() > 50 and (~near).sum() > 50
 

@@ -12,12 +12,12 @@ Resampling (:func:`resample_matrix`):
   mesh, as :mod:`tumorpde.io.images` maps images onto meshes.  Mesh coordinates are the
   image's physical coordinates (millimetres in the scanner's frame).
 * A centre inside a cell takes the P1 interpolant: the cell's nodal values with the
-  barycentric coordinates of the centre as weights.  Cells are found exactly (a k-d tree
-  of cell centroids proposes candidates, a barycentric test decides), on any mesh,
-  convex or not.
-* A centre outside the mesh whose nearest point of the mesh lies within its voxel (at
-  most half a voxel from the centre along each of the voxel's axes) takes the value at
-  that nearest point, so the voxels the mesh's boundary cuts are not lost.
+  barycentric coordinates of the centre as weights.  Cells are found exactly, on any
+  mesh, convex or not: each cell tests the voxel centres in its bounding box.
+* A centre outside the mesh whose nearest point of the mesh (on a boundary facet) lies
+  within its voxel (at most half a voxel from the centre along each of the voxel's axes)
+  takes the value at that nearest point, so the voxels the mesh's boundary cuts are not
+  lost.
 * Every other voxel is 0.
 
 The weights are one sparse matrix (voxels x nodes), found once per run (all output times
@@ -36,7 +36,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,64 +154,46 @@ def _mesh_coordinates(nodes: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray,
     return x, tdim
 
 
-class _Cells:
-    """Simplices with what the point search needs: centroids, radii, inverse maps."""
-
-    def __init__(self, x: np.ndarray, cells: np.ndarray) -> None:
-        from scipy.spatial import cKDTree
-
-        self.cells = np.asarray(cells, dtype=np.int64)
-        v = x[self.cells]  # (cells, d + 1, d)
-        self.vertices = v
-        self.x0 = v[:, 0]
-        m = np.transpose(v[:, 1:] - self.x0[:, None], (0, 2, 1))  # edge vectors as columns
-        scale = np.linalg.norm(v[:, 1:] - self.x0[:, None], axis=2).prod(axis=1)
-        det = np.linalg.det(m)
-        self.good = np.abs(det) > 1e-12 * np.maximum(scale, 1e-300)
-        m[~self.good] = np.eye(m.shape[1])
-        self.inverse = np.linalg.inv(m)
-        self.centroid = v.mean(axis=1)
-        self.radius = np.linalg.norm(v - self.centroid[:, None], axis=2).max(axis=1)
-        self.tree = cKDTree(self.centroid)
-
-    def __len__(self) -> int:
-        return len(self.cells)
-
-    def barycentric(self, p: np.ndarray, c: np.ndarray) -> np.ndarray:
-        """Barycentric coordinates ``(..., d + 1)`` of points ``p`` ``(..., d)`` in cells ``c``."""
-        mu = np.einsum("...ij,...j->...i", self.inverse[c], p - self.x0[c])
-        return np.concatenate([1.0 - mu.sum(axis=-1, keepdims=True), mu], axis=-1)
-
-
 def _closest(p: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest points of simplices ``v`` ``(m, d + 1, d)`` to points ``p`` ``(m, d)`` outside them.
+    """Nearest points of simplices ``v`` ``(m, k, d)`` (``k <= d``: facets) to points ``p``.
 
     The nearest point is the orthogonal projection onto the affine hull of one face (vertex,
-    edge, triangle) that falls inside that face: every proper face is tried.
+    edge, triangle) that falls inside that face: every face is tried (the normal equations
+    of a face are at most 2 x 2 for d <= 3, solved in closed form).
 
     Returns:
-        Distances ``(m,)`` and the barycentric coordinates ``(m, d + 1)`` of the nearest points.
+        Distances ``(m,)`` and the barycentric coordinates ``(m, k)`` of the nearest points.
     """
     m, nv, _ = v.shape
+    if nv > 3:
+        raise ValueError(f"faces of up to 3 vertices, got {nv}")
     best = np.full(m, np.inf)
     lam = np.zeros((m, nv))
-    for size in range(1, nv):
+    for size in range(1, nv + 1):
         for face in itertools.combinations(range(nv), size):
             v0 = v[:, face[0]]
+            r = p - v0
             if size == 1:
-                weights = np.ones((m, 1))
-                q = v0
+                mu = np.zeros((m, 0))
                 ok = np.ones(m, dtype=bool)
+            elif size == 2:
+                e = v[:, face[1]] - v0
+                g = np.einsum("md,md->m", e, e)
+                ok = g > 0
+                mu = (np.einsum("md,md->m", e, r) / np.where(ok, g, 1.0))[:, None]
             else:
-                e = v[:, list(face[1:])] - v0[:, None]  # (m, size - 1, d)
-                g = e @ np.transpose(e, (0, 2, 1))
-                b = np.einsum("msd,md->ms", e, p - v0)
-                ok = np.linalg.det(g) > 1e-12 * np.prod(np.einsum("mss->ms", g), axis=1)
-                g[~ok] = np.eye(size - 1)
-                mu = np.linalg.solve(g, b[..., None])[..., 0]
-                weights = np.concatenate([1.0 - mu.sum(axis=1, keepdims=True), mu], axis=1)
-                ok &= np.all(weights >= 0.0, axis=1)
-                q = v0 + np.einsum("ms,msd->md", mu, e)
+                e1, e2 = v[:, face[1]] - v0, v[:, face[2]] - v0
+                a11, a12 = np.einsum("md,md->m", e1, e1), np.einsum("md,md->m", e1, e2)
+                a22 = np.einsum("md,md->m", e2, e2)
+                b1, b2 = np.einsum("md,md->m", e1, r), np.einsum("md,md->m", e2, r)
+                det = a11 * a22 - a12 * a12
+                ok = det > 1e-12 * a11 * a22
+                det = np.where(ok, det, 1.0)
+                mu = np.stack([(a22 * b1 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det], axis=1)
+            weights = np.concatenate([1.0 - mu.sum(axis=1, keepdims=True), mu], axis=1)
+            ok &= np.all(weights >= 0.0, axis=1)
+            q = v0 + np.einsum("ms,msd->md", mu, v[:, list(face[1:])] - v0[:, None]) \
+                if size > 1 else v0
             dist = np.linalg.norm(p - q, axis=1)
             better = ok & (dist < best)
             best[better] = dist[better]
@@ -220,33 +202,69 @@ def _closest(p: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return best, lam
 
 
-def _candidate_voxels(image: images.Image, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """C-order indices of the voxels whose centre lies in the box ``[lo, hi]``."""
-    d = image.dim
-    corners = np.array(list(itertools.product(*zip(lo, hi, strict=True))))
-    q = image.index(corners)
-    shape = np.array(image.data.shape)
-    start = np.clip(np.floor(q.min(0)).astype(int), 0, shape)
-    stop = np.clip(np.ceil(q.max(0)).astype(int) + 1, 0, shape)
-    if np.any(stop <= start):
-        return np.zeros(0, dtype=np.int64)
-    found = []
-    inner = [np.arange(a, b) for a, b in zip(start[1:], stop[1:], strict=True)]
-    rest = np.array(np.meshgrid(*inner, indexing="ij")).reshape(d - 1, -1).T
-    step = max(1, _PAIRS // max(len(rest), 1))
-    for i0 in range(start[0], stop[0], step):
-        first = np.arange(i0, min(i0 + step, stop[0]))
-        idx = np.concatenate([np.repeat(first, len(rest))[:, None],
-                              np.tile(rest, (len(first), 1))], axis=1)
-        p = image.points(idx)
-        keep = np.all((p >= lo) & (p <= hi), axis=1)
-        found.append(np.ravel_multi_index(tuple(idx[keep].T), image.data.shape))
-    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+def _boxes(q: np.ndarray, pad: np.ndarray | float,
+           shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes of the voxel centres within ``pad`` of the bounding boxes of simplices.
+
+    ``q`` ``(m, k, d)`` are the simplices' vertices in voxel-index coordinates, ``pad`` is
+    in index units (per axis).
+
+    Returns:
+        The first voxel ``(m, d)`` and the extent ``(m, d)`` (0 where none) of each box.
+    """
+    lo = np.maximum(np.ceil(q.min(axis=1) - pad - 1e-9), 0).astype(np.int64)
+    hi = np.minimum(np.floor(q.max(axis=1) + pad + 1e-9), shape - 1).astype(np.int64)
+    return lo, np.maximum(hi - lo + 1, 0)
+
+
+def _box_voxels(lo: np.ndarray, ext: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every (box, voxel) pair of boxes ``(lo, ext)``, at most ``_PAIRS`` at a time.
+
+    Yields:
+        Box numbers ``(n,)`` and voxel indices ``(n, d)``.
+    """
+    count = ext.prod(axis=1)
+    end = np.cumsum(count)
+    total = int(end[-1]) if len(end) else 0
+    for a in range(0, total, _PAIRS):
+        g = np.arange(a, min(a + _PAIRS, total), dtype=np.int64)
+        box = np.searchsorted(end, g, side="right")
+        local = g - (end[box] - count[box])
+        idx = np.empty((len(g), lo.shape[1]), dtype=np.int64)
+        for axis in range(lo.shape[1] - 1, -1, -1):
+            e = ext[box, axis]
+            idx[:, axis] = local % e
+            local //= e
+        yield box, idx + lo[box]
+
+
+def _first(key: np.ndarray, *by: np.ndarray) -> np.ndarray:
+    """Positions of the first entry of each distinct ``key`` after sorting by ``key, *by``."""
+    order = np.lexsort((*reversed(by), key))
+    k = key[order]
+    return order[np.r_[True, k[1:] != k[:-1]]] if len(k) else order
+
+
+def _boundary_facets(cells: np.ndarray) -> np.ndarray:
+    """The facets ``(f, d)`` (node indices) that belong to one cell only."""
+    nv = cells.shape[1]
+    facets = np.sort(np.concatenate([np.delete(cells, i, axis=1) for i in range(nv)]), axis=1)
+    facets = facets[np.lexsort(facets.T[::-1])]
+    new = np.r_[True, np.any(facets[1:] != facets[:-1], axis=1), True]
+    start = np.flatnonzero(new)
+    once = start[:-1][np.diff(start) == 1]
+    return facets[once]
 
 
 def resample_matrix(nodes: np.ndarray, cells: np.ndarray, image: images.Image,
                     key: str = "--like") -> Resampling:
     """The weights that resample P1 nodal values on a simplex mesh at an image's voxel centres.
+
+    Every cell is tested against the voxel centres in its bounding box (barycentric
+    coordinates, in voxel-index space, where they are the same as in physical space);
+    every boundary facet against the centres within half a voxel diagonal of its box, for
+    the nearest point of the mesh to a centre outside it.  The work is proportional to the
+    voxels the mesh covers, whatever the mesh's shape.
 
     Args:
         nodes: Node coordinates ``(n, >= d)`` (extra constant columns, such as ``z = 0`` of
@@ -261,73 +279,82 @@ def resample_matrix(nodes: np.ndarray, cells: np.ndarray, image: images.Image,
     """
     from scipy import sparse
 
-    x, tdim = _mesh_coordinates(nodes, cells)
+    x, d = _mesh_coordinates(nodes, cells)
+    cells = np.asarray(cells, dtype=np.int64)
     name = Path(image.path).name or "the image"
-    if tdim != image.dim:
-        raise ConfigError(key, f"{name} is a {image.dim}-D image but the run's mesh is "
-                               f"{tdim}-D")
-    d = tdim
-    tol = _half_diagonal(image.matrix)
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    voxels = _candidate_voxels(image, lo - tol, hi + tol)
-    mesh = _Cells(x, cells)
-    nc = len(mesh)
-    bound = float(mesh.radius.max()) + tol
-    to_index = np.linalg.inv(image.matrix)
-
+    if d != image.dim:
+        raise ConfigError(key, f"{name} is a {image.dim}-D image but the run's mesh is {d}-D")
+    shape = np.array(image.data.shape)
+    q = image.index(x)  # nodes in voxel-index coordinates
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
     vals: list[np.ndarray] = []
-    inside = rim = 0
-    pending = voxels
-    k = min(8, nc)
-    while len(pending):
-        later = []
-        step = max(1, _PAIRS // k)
-        for s in range(0, len(pending), step):
-            vox = pending[s:s + step]
-            p = image.points(np.array(np.unravel_index(vox, image.data.shape)).T)
-            dist, cand = mesh.tree.query(p, k=k, distance_upper_bound=bound)
-            dist, cand = dist.reshape(len(p), k), cand.reshape(len(p), k)
-            c = np.where(cand < nc, cand, 0)
-            valid = (cand < nc) & (dist <= mesh.radius[c] + tol) & mesh.good[c]
-            lam = mesh.barycentric(p[:, None, :], c)  # (m, k, d + 1)
-            worst = np.where(valid, lam.min(axis=2), -np.inf)
-            j = np.argmax(worst, axis=1)
-            found = worst[np.arange(len(p)), j] >= _INSIDE
-            if found.any():
-                f = np.flatnonzero(found)
-                rows.append(np.repeat(vox[f], d + 1))
-                cols.append(mesh.cells[c[f, j[f]]].ravel())
-                vals.append(lam[f, j[f]].ravel())
-                inside += len(f)
-            complete = ~np.isfinite(dist[:, -1]) | (k >= nc)
-            near = ~found & complete & valid.any(axis=1)
-            if near.any():
-                pt, kk = np.nonzero(valid & near[:, None])
-                cc = c[pt, kk]
-                gap, weights = _closest(p[pt], mesh.vertices[cc])
-                # the nearest cell of each voxel: sort by (voxel, distance), first of each
-                order = np.lexsort((gap, pt))
-                first = order[np.r_[True, pt[order][1:] != pt[order][:-1]]]
-                q = np.einsum("mv,mvd->md", weights[first], mesh.vertices[cc[first]])
-                shift = (p[pt[first]] - q) @ to_index.T
-                ok = np.all(np.abs(shift) <= 0.5 + 1e-9, axis=1)
-                first = first[ok]
-                if len(first):
-                    rows.append(np.repeat(vox[pt[first]], d + 1))
-                    cols.append(mesh.cells[cc[first]].ravel())
-                    vals.append(weights[first].ravel())
-                    rim += len(first)
-            later.append(vox[~found & ~complete])
-        pending = np.concatenate(later) if later else np.zeros(0, dtype=np.int64)
-        k = min(2 * k, nc)
-    if inside == 0:
+
+    # -- centres inside a cell: P1 interpolation
+    v = q[cells]
+    m = np.transpose(v[:, 1:] - v[:, :1], (0, 2, 1))
+    det = np.linalg.det(m)
+    good = np.flatnonzero(np.abs(det) > 1e-12 * np.prod(np.linalg.norm(m, axis=1), axis=1))
+    inverse = np.linalg.inv(m[good])
+    origin = v[good, 0]
+    lo, ext = _boxes(v[good], 0.0, shape)
+    hits: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for box, idx in _box_voxels(lo, ext):
+        mu = np.einsum("mij,mj->mi", inverse[box], idx - origin[box])
+        worst = np.minimum(1.0 - mu.sum(axis=1), mu.min(axis=1))
+        ok = worst >= _INSIDE
+        hits.append((np.ravel_multi_index(tuple(idx[ok].T), image.data.shape), box[ok],
+                     worst[ok]))
+    vox = np.concatenate([h[0] for h in hits]) if hits else np.zeros(0, dtype=np.int64)
+    if len(vox) == 0:
         ilo, ihi = _image_box(image)
         raise ConfigError(key, f"{name} does not overlap the run's mesh: no voxel centre lies "
-                               f"inside it (mesh box {_box(lo, hi)}, image box {_box(ilo, ihi)})")
-    r = np.concatenate(rows)
-    matrix = sparse.csr_matrix((np.concatenate(vals), (r, np.concatenate(cols))),
+                               f"inside it (mesh box {_box(x.min(0), x.max(0))}, image box "
+                               f"{_box(ilo, ihi)})")
+    box = np.concatenate([h[1] for h in hits])
+    first = _first(vox, -np.concatenate([h[2] for h in hits]))  # the most inside cell
+    vox, box = vox[first], box[first]
+    idx = np.array(np.unravel_index(vox, image.data.shape)).T
+    mu = np.einsum("mij,mj->mi", inverse[box], idx - origin[box])
+    rows.append(np.repeat(vox, d + 1))
+    cols.append(cells[good[box]].ravel())
+    vals.append(np.concatenate([1.0 - mu.sum(axis=1, keepdims=True), mu], axis=1).ravel())
+    inside = len(vox)
+    covered = np.zeros(image.data.size, dtype=bool)
+    covered[vox] = True
+
+    # -- centres outside: the nearest point of the mesh (on a boundary facet), if in the voxel
+    tol = _half_diagonal(image.matrix)
+    to_index = np.linalg.inv(image.matrix)
+    pad = tol * np.linalg.norm(to_index, axis=1)  # the ball of radius tol, in index units
+    facets = _boundary_facets(cells)
+    lo, ext = _boxes(q[facets], pad, shape)
+    near: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    for fb, idx in _box_voxels(lo, ext):
+        flat = np.ravel_multi_index(tuple(idx.T), image.data.shape)
+        out = ~covered[flat]
+        fb, idx, flat = fb[out], idx[out], flat[out]
+        gap, weights = _closest(image.points(idx), x[facets[fb]])
+        ok = gap <= tol * (1 + 1e-9)
+        fb, flat, gap, weights = fb[ok], flat[ok], gap[ok], weights[ok]
+        f = _first(flat, gap)
+        near.append((flat[f], fb[f], gap[f], weights[f]))
+    rim = 0
+    if near:
+        flat = np.concatenate([n[0] for n in near])
+        fb = np.concatenate([n[1] for n in near])
+        weights = np.concatenate([n[3] for n in near])
+        f = _first(flat, np.concatenate([n[2] for n in near]))
+        flat, fb, weights = flat[f], fb[f], weights[f]
+        point = np.einsum("mk,mkd->md", weights, x[facets[fb]])
+        idx = np.array(np.unravel_index(flat, image.data.shape)).T
+        ok = np.all(np.abs(idx - image.index(point)) <= 0.5 + 1e-9, axis=1)
+        rows.append(np.repeat(flat[ok], d))
+        cols.append(facets[fb[ok]].ravel())
+        vals.append(weights[ok].ravel())
+        rim = int(ok.sum())
+    matrix = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows),
+                                                       np.concatenate(cols))),
                                shape=(image.data.size, len(x)))
     return Resampling(matrix, inside, rim, tuple(image.data.shape))
 
