@@ -112,9 +112,12 @@ class ExportResult:
 
     def line(self) -> str:
         """One line for the command line."""
+        def count(n: int, what: str) -> str:
+            return f"{n} {what}" + ("" if n == 1 else "s")
+
         n = len(self.files) + (self.metrics is not None)
-        return (f"wrote {n} files -> {self.outdir} ({len(self.fields)} fields x "
-                f"{len(self.times)} times on {self.inside + self.rim} voxels"
+        return (f"wrote {count(n, 'file')} -> {self.outdir} ({count(len(self.fields), 'field')} x "
+                f"{count(len(self.times), 'time')} on {count(self.inside + self.rim, 'voxel')}"
                 f"{', metrics.csv' if self.metrics is not None else ''})")
 
 
