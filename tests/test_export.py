@@ -25,7 +25,7 @@ import pytest
 
 import tumorpde as tp
 from tumorpde.apps.cli import main
-from tumorpde.apps.export import METRICS_COLUMNS, _closest, export_nifti, resample_matrix
+from tumorpde.apps.export import METRICS_COLUMNS, _closest, _time_labels, export_nifti, resample_matrix
 from tumorpde.errors import ConfigError
 from tumorpde.io import images
 
@@ -130,6 +130,9 @@ def test_a_non_convex_graded_mesh_is_resampled_exactly():
     np.testing.assert_allclose(rows[rows != 0], 1.0, atol=1e-12)
     assert res.rim > 20 and np.sum((rows != 0) & ~inside) == res.rim
     assert np.sum(rows[ok] == 0) > 100  # voxels away from the mesh are 0
+    # a 2-D mesh stored with a z = 0 column is the same mesh
+    again = resample_matrix(np.c_[nodes, np.zeros(len(nodes))], cells, image)
+    assert (again.matrix != res.matrix).nnz == 0
 
 
 def test_point_location_on_an_unstructured_mesh_agrees_with_a_search_of_every_cell():
@@ -273,6 +276,16 @@ def test_every_field_and_output_time_by_default_with_metrics(run3, shared):
     mm = export_nifti(run3, ref, times=[0.0], output=mine(shared, "masked"), observed=obs,
                       mask=shared / "mask.nii.gz")
     assert mm.rows[0]["voxels"] == int(mask.sum()) and mm.rows[0]["dice"] == 1.0
+
+
+def test_times_match_to_1e_9_and_file_names_stay_distinct(run3, shared):
+    res = export_nifti(run3, shared / "lin.nii.gz", times=[0.05 * (1 + 1e-12), 0.05],
+                       output=mine(shared, "near"))
+    assert res.times == [0.05] and [f.name for f in res.files] == ["cells_t0.05.nii.gz"]
+    with pytest.raises(ConfigError, match="0.05 is not an output time"):
+        export_nifti(run3, shared / "lin.nii.gz", times=[0.05 * (1 + 1e-6)])
+    assert _time_labels([0.0, 2.5, 30.0]) == ["0", "2.5", "30"]
+    assert _time_labels([1.0, 1.0000001, 2.0]) == ["1", "1.0000001", "2"]
 
 
 # ----------------------------------------------------------------- bad input (in-process)
