@@ -67,9 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ----------------------------------------------------------------------------- tools
-# render, plot, report and mesh work on files, on rank 0 (the other ranks wait for its
+# render, plot, report, mesh and export work on files, on rank 0 (the other ranks wait for its
 # verdict); sweep runs an ensemble.  Each is implemented in its own module.
-TOOL_COMMANDS = ("render", "plot", "report", "mesh", "sweep")
+TOOL_COMMANDS = ("render", "plot", "report", "mesh", "sweep", "export")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -200,6 +200,26 @@ def _add_tool_parsers(sub: argparse._SubParsersAction) -> None:
                     help="override a config value (repeatable)")
     ca.add_argument("-q", "--quiet", action="store_true")
     ca.add_argument("--debug", action="store_true")
+    # --- tumorpde export DIR (tumorpde/apps/export.py)
+    ex = sub.add_parser("export", help="fields of a run as NIfTI images on the grid of a reference "
+                        "image (with Dice, volumes and totals against an observed image)")
+    ex.add_argument("dir", metavar="DIR", help="output directory of `tumorpde run`")
+    ex.add_argument("--nifti", action="store_true",
+                    help="write NIfTI (.nii.gz) files (the only format; required)")
+    ex.add_argument("--like", required=True, metavar="REF.nii.gz",
+                    help="reference image: the files get its shape and affine")
+    ex.add_argument("--field", action="extend", nargs="+", metavar="NAME",
+                    help="fields to export (default: all)")
+    ex.add_argument("--time", action="extend", nargs="+", type=float, metavar="T",
+                    help="output times to export (default: all)")
+    ex.add_argument("-o", "--output", metavar="OUTDIR", help="default DIR/nifti")
+    ex.add_argument("--observed", metavar="OBS.nii.gz",
+                    help="compare each exported map with this image (on the grid of --like); "
+                    "writes OUTDIR/metrics.csv")
+    ex.add_argument("--threshold", type=float, metavar="X", default=None,
+                    help="voxels above X are tumour, for Dice and volumes (default 0.1)")
+    ex.add_argument("--mask", metavar="M.nii.gz",
+                    help="compare only the non-zero voxels of this image (on the grid of --like)")
 
 
 def _on_root(command: str, work: Callable[[], list[str]]) -> int:
@@ -279,6 +299,21 @@ def _cmd_tool(args: argparse.Namespace) -> int:
                                       "--list")
             res = meshgen.make_mesh(args.name, args.output, args.set, args.region, args.boundary,
                                     args.outer, args.tag_data)
+            return [f"tumorpde: {res.line()}"]
+        return _on_root(args.command, work)
+    if args.command == "export":
+        from tumorpde.apps.export import DEFAULT_THRESHOLD, export_nifti
+
+        def work() -> list[str]:
+            if not args.nifti:
+                raise ConfigError("--nifti", "give the output format: --nifti (NIfTI on the grid "
+                                             "of --like is the only format export writes)")
+            if args.threshold is not None and args.observed is None:
+                raise ConfigError("--threshold", "applies to the comparison with --observed: "
+                                                 "give --observed too")
+            res = export_nifti(args.dir, args.like, args.field, args.time, args.output,
+                               args.observed, DEFAULT_THRESHOLD if args.threshold is None
+                               else args.threshold, args.mask)
             return [f"tumorpde: {res.line()}"]
         return _on_root(args.command, work)
     if args.command == "sweep":
