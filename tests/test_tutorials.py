@@ -31,6 +31,8 @@ EXPECTED = {
                              "quickstart-run/fields.h5"],
     "05_calibration": ["fit.png", "measurements.csv", "cli/calibration.json",
                        "cli/predictions.csv"],
+    "06_imaging": ["slices.png", "tissue.msh", "truth-nifti/cells_t0.nii.gz",
+                   "fit/calibration.json", "fit-nifti/metrics.csv"],
 }
 HEADER = """\
 # ---
