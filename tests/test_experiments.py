@@ -93,3 +93,19 @@ def test_scratch_assay_calibrates_both_models_on_the_real_data(tmp_path):
                      .read_text())
     assert rec["data"] == [str(tmp_path / "data" / "jin2016-16.csv")]  # this density's only
     assert rec["n_data"] == 2 * 38 * 3  # 12 and 24 h, 38 bins, 3 replicates
+
+
+def test_image_twin_meshes_calibrates_and_forecasts_a_synthetic_patient(tmp_path):
+    s = experiment("image-twin", tmp_path)
+    # the mesh of the organ mask (2.4 x 2.4 x 4.8 mm voxels) has the mask's volume
+    assert abs(s["mesh_volume_error_vs_mask"]) < 1e-2
+    # at the small size the truth's Gaussian seed (4 mm) is barely resolved by the voxels
+    # and the mesh, so the estimates are biased (measured -7 % and +21 %) beyond their
+    # intervals; the test asks for the right order and a usable forecast
+    assert 0.6 < s["D_estimate"] / s["D_true"] < 1.5
+    assert 0.6 < s["r_estimate"] / s["r_true"] < 1.5
+    assert s["dice_day120"] > 0.8 and abs(s["cell_count_error_day120"]) < 0.3
+    assert s["dice_truth_vs_observed_day120"] > s["dice_day120"] - 0.1
+    for name in ("organ.nii.gz", "organ.msh", "visits.csv", "calibration/calibration.json",
+                 "forecast/metrics.csv", "forecast/cells_t120.nii.gz"):
+        assert (tmp_path / "runs" / name).is_file(), name

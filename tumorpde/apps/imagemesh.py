@@ -41,7 +41,14 @@ from typing import Any
 
 import numpy as np
 
-from tumorpde.apps.meshgen import MeshSummary, _gmsh, _gmsh_error, _parse_pairs, exterior_facets, write_tagged
+from tumorpde.apps.meshgen import (
+    MeshSummary,
+    exterior_facets,
+    gmsh_error,
+    gmsh_session,
+    parse_pairs,
+    write_tagged,
+)
 from tumorpde.errors import ConfigError
 from tumorpde.io import images
 
@@ -193,7 +200,7 @@ def _tets(image: images.Image, field: np.ndarray, first: np.ndarray, size: float
         if hosts:
             parent[min(hosts, key=lambda s: vols[s])].append(c)
 
-    gmsh = _gmsh()
+    gmsh = gmsh_session()
     try:
         gmsh.model.add("image")
         for s in outer + cavities:
@@ -232,7 +239,7 @@ def _tets(image: images.Image, field: np.ndarray, first: np.ndarray, size: float
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - a boundary gmsh cannot mesh
-        raise ConfigError("--from-image", f"gmsh could not mesh the mask: {_gmsh_error(exc)}") \
+        raise ConfigError("--from-image", f"gmsh could not mesh the mask: {gmsh_error(exc)}") \
             from None
     finally:
         gmsh.finalize()
@@ -294,7 +301,7 @@ def _mesh_2d(image: images.Image, mask: np.ndarray, size: float) -> tuple[np.nda
     # nesting depth: even = an outer boundary, odd = a hole of its innermost container
     depth = [sum(bool(points_in_poly(c[:1], o)[0]) for j, o in enumerate(loops) if j != i)
              for i, c in enumerate(loops)]
-    gmsh = _gmsh()
+    gmsh = gmsh_session()
     try:
         gmsh.model.add("image")
         geo = gmsh.model.geo
@@ -316,7 +323,7 @@ def _mesh_2d(image: images.Image, mask: np.ndarray, size: float) -> tuple[np.nda
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise ConfigError("--from-image", f"gmsh could not mesh the mask: {_gmsh_error(exc)}") \
+        raise ConfigError("--from-image", f"gmsh could not mesh the mask: {gmsh_error(exc)}") \
             from None
     finally:
         gmsh.finalize()
@@ -355,7 +362,7 @@ def mesh_from_image(mask_path: str | Path, output: str | Path | None = None,
     image = images.read_image(mask_path, "--from-image")
     chosen = _labels(labels)
     mask = images.select_labels(image, chosen, "--label" if chosen else "--from-image")
-    names = _parse_pairs(regions, "--region", True)
+    names = parse_pairs(regions, "--region", True)
     present = chosen or images.labels_of(image)
     for lab in names:
         if lab not in present:
@@ -413,7 +420,7 @@ def _to_xdmf(msh: Path, out: Path, gdim: int) -> None:
     import_dolfinx()
     from dolfinx import io
 
-    gmsh = _gmsh()
+    gmsh = gmsh_session()
     try:
         gmsh.merge(str(msh))
         data = gmsh_io().model_to_mesh(gmsh.model, MPI.COMM_SELF, 0, gdim=gdim)

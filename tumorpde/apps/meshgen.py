@@ -30,7 +30,8 @@ import numpy as np
 from tumorpde.errors import ConfigError
 
 __all__ = ["MESHES_DIR", "MeshSummary", "bundled", "geo_parameters", "generate", "import_mesh",
-           "make_mesh", "write_tagged", "exterior_facets"]
+           "make_mesh", "write_tagged", "exterior_facets", "gmsh_session", "gmsh_error",
+           "parse_pairs"]
 
 
 def _meshes_dir() -> Path:
@@ -107,7 +108,8 @@ def geo_parameters(path: Path) -> dict[str, str]:
     return out
 
 
-def _parse_pairs(items: Sequence[str], option: str, key_int: bool) -> dict[Any, str]:
+def parse_pairs(items: Sequence[str], option: str, key_int: bool) -> dict[Any, str]:
+    """``KEY=VALUE`` options as a dict (integer tags -> valid names when ``key_int``)."""
     out: dict[Any, str] = {}
     for item in items:
         if "=" not in item:
@@ -127,7 +129,8 @@ def _parse_pairs(items: Sequence[str], option: str, key_int: bool) -> dict[Any, 
     return out
 
 
-def _gmsh() -> Any:
+def gmsh_session() -> Any:
+    """gmsh, initialised quietly (the caller finalizes it)."""
     import gmsh
 
     gmsh.initialize(interruptible=False)
@@ -135,7 +138,8 @@ def _gmsh() -> Any:
     return gmsh
 
 
-def _gmsh_error(exc: Exception) -> str:
+def gmsh_error(exc: Exception) -> str:
+    """The last line of a gmsh exception, for a one-line message."""
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
 
@@ -197,7 +201,7 @@ def generate(source: Path, output: Path, parameters: Mapping[str, str] | None = 
         except ConfigError:
             raise
         except Exception as exc:  # noqa: BLE001 - a geometry gmsh cannot mesh is bad input
-            raise ConfigError(key or str(source), f"gmsh: {_gmsh_error(exc)}") from None
+            raise ConfigError(key or str(source), f"gmsh: {gmsh_error(exc)}") from None
         summary = _summary(gmsh, output)
         if summary.cells == 0:
             raise ConfigError(key or str(source), "gmsh produced no cells (check the parameters)")
@@ -220,7 +224,7 @@ def _write(gmsh: Any, output: Path) -> None:
     try:
         gmsh.write(str(output))
     except Exception as exc:  # noqa: BLE001
-        raise ConfigError("--output", f"cannot write {output}: {_gmsh_error(exc)}") from None
+        raise ConfigError("--output", f"cannot write {output}: {gmsh_error(exc)}") from None
 
 
 def _tag_array(mesh: Any, tag_key: str | None) -> tuple[str | None, list[np.ndarray] | None]:
@@ -254,14 +258,14 @@ def import_mesh(source: Path, output: Path, regions: Sequence[str] = (),
     """
     import meshio
 
-    region_names = _parse_pairs(regions, "--region", True)
-    boundary_names = _parse_pairs(boundaries, "--boundary", True)
+    region_names = parse_pairs(regions, "--region", True)
+    boundary_names = parse_pairs(boundaries, "--boundary", True)
     if outer is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", outer):
         raise ConfigError("--outer", f"{outer!r} is not a valid name")
     try:
         mesh = meshio.read(str(source))
     except Exception as exc:  # noqa: BLE001 - any reader failure is bad input
-        raise ConfigError("", f"cannot read mesh {source}: {_gmsh_error(exc)}") from None
+        raise ConfigError("", f"cannot read mesh {source}: {gmsh_error(exc)}") from None
     blocks = [b for b in mesh.cells if len(b.data)]
     dims = {_GMSH_TYPES[b.type][0] for b in blocks if b.type in _GMSH_TYPES}
     if not dims:
@@ -355,7 +359,7 @@ def write_tagged(name: str, points: np.ndarray, tdim: int,
     gdim = points.shape[1]
     xyz = np.zeros((len(points), 3))
     xyz[:, :gdim] = points
-    gmsh = _gmsh()
+    gmsh = gmsh_session()
     try:
         gmsh.model.add(name)
         entities: list[tuple[int, int]] = []
@@ -454,7 +458,7 @@ def make_mesh(name: str, output: str | Path | None = None, parameters: Sequence[
             if given:
                 raise ConfigError(opt, "applies to imported meshes; a .geo source names its "
                                        "physical groups itself")
-        return generate(source, out, _parse_pairs(parameters, "--set", False), name)
+        return generate(source, out, parse_pairs(parameters, "--set", False), name)
     if parameters:
         raise ConfigError("--set", "sets parameters of .geo sources; an imported mesh has none")
     return import_mesh(source, out, regions, boundaries, outer, tag_key)
