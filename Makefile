@@ -5,6 +5,8 @@ PY    := $(VENV)/bin/python
 NP    ?= 2
 DEMO  ?= tme-2d
 PYTEST_FLAGS ?= -q
+# pytest-xdist workers of the serial session (one process per test; auto = one per core)
+JOBS  ?= auto
 STAMP := $(VENV)/.installed
 
 EXPERIMENTS := stroma-dependence cafs immune-polarisation stem-cell-niche metastatic-potential cohort virtual-trial
@@ -31,7 +33,7 @@ demo: $(STAMP)
 test: test-serial test-mpi
 
 test-serial: $(STAMP)
-	$(PY) -m pytest $(PYTEST_FLAGS) -m "not convergence"
+	$(PY) -m pytest $(PYTEST_FLAGS) -n $(JOBS) -m "not convergence"
 
 # Library tests again on $(NP) ranks; the CLI tests launch their own mpiexec runs
 # in the serial session, so they are deselected here.

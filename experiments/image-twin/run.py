@@ -19,7 +19,7 @@ The twin, through the user's commands only (``tumorpde mesh --from-image``, an i
 initial condition, an image manifest given to ``tumorpde calibrate``, ``tumorpde export
 --nifti --observed``): mesh the mask; start from visit 0 (voxels below 0.05, the detection
 limit assumed here, set to 0); fit D and rho to visit 1 (day 60) by least squares with
-Wald intervals (and profile-likelihood intervals at medium and full size); forecast visit 2
+Wald intervals (and profile-likelihood intervals at full size); forecast visit 2
 (day 120) and compare it with the observed map on the scanner's grid.
 
 Prediction, stated before the run: the mesh encloses the mask's volume to 1 %; D and rho
@@ -56,7 +56,7 @@ AXES = np.array([30.0, 24.0, 20.0])        # the organ's semi-axes (mm)
 SEED = np.array([8.0, -5.0, 3.0])          # the seed's centre in the organ's frame (mm)
 SPACING = {"small": (2.4, 2.4, 4.8), "medium": (1.5, 1.5, 3.0), "full": (1.0, 1.0, 2.5)}
 DT = {"small": 6.0, "medium": 3.0, "full": 2.0}
-PROFILE = {"small": 0, "medium": 7, "full": 11}
+PROFILE = {"small": 0, "medium": 0, "full": 7}
 
 
 def rotation() -> np.ndarray:
