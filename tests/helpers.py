@@ -53,3 +53,29 @@ def rates(errors: list[float], hs: list[float]) -> list[float]:
     """Observed orders between successive refinements."""
     return [float(np.log(errors[i] / errors[i + 1]) / np.log(hs[i] / hs[i + 1]))
             for i in range(len(errors) - 1)]
+
+
+def save_nifti(path: Path, data: Any, affine: np.ndarray, dtype: Any = np.float64) -> None:
+    """Write a NIfTI image with ``affine`` as sform and qform, on rank 0; every rank waits."""
+    import nibabel as nib
+
+    if MPI.COMM_WORLD.rank == 0:
+        img = nib.Nifti1Image(np.asarray(data).astype(dtype), affine)
+        img.set_sform(affine, code=1)
+        img.set_qform(affine, code=1)
+        nib.save(img, str(path))
+    MPI.COMM_WORLD.Barrier()
+
+
+def write_on_root(path: Path, text: str) -> None:
+    """Write a text file on rank 0; every rank waits."""
+    if MPI.COMM_WORLD.rank == 0:
+        path.write_text(text)
+    MPI.COMM_WORLD.Barrier()
+
+
+def voxel_centres(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
+    """Physical centres of every voxel of a grid, in C order."""
+    idx = np.indices(shape).reshape(len(shape), -1).T
+    d = len(shape)
+    return idx @ affine[:d, :d].T + affine[:d, 3]

@@ -22,6 +22,9 @@ from mpi4py import MPI
 import nibabel as nib
 import numpy as np
 import pytest
+from helpers import save_nifti as save
+from helpers import voxel_centres as centres
+from helpers import write_on_root as write
 
 import tumorpde as tp
 from tumorpde.apps.cli import main
@@ -45,27 +48,6 @@ BOX_LO, BOX_HI = np.array([-2.0, 0.0, -4.0]), np.array([6.0, 8.0, 6.0])
 
 def linear(p):
     return 1.0 + 0.1 * p[:, 0] - 0.05 * p[:, 1] + 0.02 * p[:, 2]
-
-
-def centres(shape, affine):
-    idx = np.indices(shape).reshape(len(shape), -1).T
-    d = len(shape)
-    return idx @ affine[:d, :d].T + affine[:d, 3]
-
-
-def save(path, data, affine, dtype=np.float64):
-    if MPI.COMM_WORLD.rank == 0:
-        img = nib.Nifti1Image(np.asarray(data).astype(dtype), affine)
-        img.set_sform(affine, code=1)
-        img.set_qform(affine, code=1)
-        nib.save(img, str(path))
-    MPI.COMM_WORLD.Barrier()
-
-
-def write(path, text):
-    if MPI.COMM_WORLD.rank == 0:
-        path.write_text(text)
-    MPI.COMM_WORLD.Barrier()
 
 
 def image_of(data, affine):

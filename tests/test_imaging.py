@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from mpi4py import MPI
 
-import nibabel as nib
 import numpy as np
 import pytest
+from helpers import save_nifti as save
+from helpers import voxel_centres as centres
+from helpers import write_on_root as write
 
 import tumorpde as tp
 from tumorpde.calibration.fit import FitParameter, calibrate
@@ -30,27 +32,6 @@ AFFINE2 = np.array([[0.05 * C, -0.04 * S, 0.0, 0.1],
                     [0.05 * S, 0.04 * C, 0.0, -0.05],
                     [0.0, 0.0, 1.0, 0.0],
                     [0.0, 0.0, 0.0, 1.0]])
-
-
-def save(path, data, affine, dtype=np.float64):
-    if MPI.COMM_WORLD.rank == 0:
-        img = nib.Nifti1Image(np.asarray(data).astype(dtype), affine)
-        img.set_sform(affine, code=1)
-        img.set_qform(affine, code=1)
-        nib.save(img, str(path))
-    MPI.COMM_WORLD.Barrier()
-
-
-def write(path, text):
-    if MPI.COMM_WORLD.rank == 0:
-        path.write_text(text)
-    MPI.COMM_WORLD.Barrier()
-
-
-def centres(shape, affine):
-    idx = np.indices(shape).reshape(len(shape), -1).T
-    a = affine[: len(shape), : len(shape)]
-    return idx @ a.T + affine[: len(shape), 3]
 
 
 def blob3():
