@@ -288,7 +288,18 @@ def conclusion(s: dict) -> str:
         f"itself scores {s['dice_truth_vs_observed_day120']:.3f} and "
         f"{100 * s['cell_count_error_truth_vs_observed_day120']:+.1f} %: the noise floor). "
         f"The prediction {s['prediction']}." + control +
+        f" The 95 % intervals are {_width(s, 'D')} (D) and {_width(s, 'r')} (rho) wide: "
+        f"they hold the measurement noise of {s['voxels_fitted']} voxels, not the error of "
+        f"the discretisation and of a start sampled on the voxels, which the control's "
+        f"errors ({100 * s['control_D_relative_error']:+.0f} % and "
+        f"{100 * s['control_r_relative_error']:+.0f} %) measure."
         f" The study took {s['seconds']:.0f} s.")
+
+
+def _width(s: dict, key: str) -> str:
+    """The relative half-width of a 95 % interval, as text."""
+    lo, hi = (float(x) for x in s[f"{key}_ci95"].strip("[]").split(","))
+    return f"+-{100 * (hi - lo) / 2 / s[f'{key}_estimate']:.1f} %"
 
 
 def figure(runs: Path, visits: dict[float, Path], organ: images.Image, pred, s: dict,
