@@ -135,6 +135,25 @@ def test_two_labels_become_two_regions(mpi_tmp):
     assert measure(dc) == pytest.approx((data == 2).sum() * vox, rel=2e-2)
 
 
+def test_a_hollow_sphere_keeps_its_cavity(mpi_tmp):
+    # a shell between radii 3 and 6 mm: the inner surface bounds a cavity, not a second body
+    centre = np.array([1.0, 2.0, 3.0])
+
+    def labels(p):
+        r = np.linalg.norm(p - centre, axis=1)
+        return ((r >= 3.0) & (r <= 6.0)).astype(int)
+
+    data, _ = make_image(mpi_tmp / "hollow.nii.gz", (40, 36, 20),
+                         rotation(0.3) @ np.diag([0.4, 0.45, 0.8]), centre, labels)
+    on_root(mesh_from_image, mpi_tmp / "hollow.nii.gz", mpi_tmp / "hollow.msh")
+    d = build_domain(Mesh(shape="file", file=str(mpi_tmp / "hollow.msh")), COMM)
+    vol = measure(d)
+    assert vol == pytest.approx(data.sum() * 0.4 * 0.45 * 0.8, rel=1e-2)  # measured +0.02 %
+    # the polar moment of a shell: 4 pi / 5 (6^5 - 3^5); a filled cavity would add 3^5 of it
+    polar = measure(d, lambda x: sum((x[i] - centre[i]) ** 2 for i in range(3)))
+    assert polar == pytest.approx(4 * np.pi / 5 * (6.0 ** 5 - 3.0 ** 5), rel=0.03)
+
+
 def test_a_2d_slice_with_a_hole_and_an_island(mpi_tmp):
     # a ring (label 1, radii 2.5 and 6) and a disk (label 2, radius 2) in a slice of
     # 0.25 x 0.4 mm pixels rotated by 0.3 rad

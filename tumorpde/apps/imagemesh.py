@@ -226,6 +226,8 @@ def _tets(image: images.Image, field: np.ndarray, first: np.ndarray, size: float
             _, near = tree.query(coords.reshape(-1, 3)[:1])
             loops.setdefault(int(vshell[near[0]]), []).append(tag)
         for s, cavs in parent.items():
+            if s not in loops:  # a speck that classifySurfaces merged away
+                continue
             shells = [gmsh.model.geo.addSurfaceLoop(loops[s])]
             shells += [gmsh.model.geo.addSurfaceLoop(loops[c]) for c in cavs if c in loops]
             gmsh.model.geo.addVolume(shells)
