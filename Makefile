@@ -33,7 +33,7 @@ demo: $(STAMP)
 test: test-serial test-mpi
 
 test-serial: $(STAMP)
-	$(PY) -m pytest $(PYTEST_FLAGS) -n $(JOBS) -m "not convergence"
+	$(PY) -m pytest $(PYTEST_FLAGS) -n $(JOBS) --dist worksteal -m "not convergence"
 
 # Library tests again on $(NP) ranks; the CLI tests launch their own mpiexec runs
 # in the serial session, so they are deselected here.
