@@ -409,7 +409,10 @@ def mesh_from_image(mask_path: str | Path, output: str | Path | None = None,
         summary = write_tagged(stem, points, image.dim, top, facet_part, region_map,
                                {outer_tag: "outer"}, msh)
         _to_xdmf(msh, out, image.dim)
+    # XDMF keeps the tags, not their names: the config names them by number
     summary.path = out
+    summary.regions = {str(t): t for t in summary.regions.values()}
+    summary.boundaries = {str(t): t for t in summary.boundaries.values()}
     return summary
 
 
