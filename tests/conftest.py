@@ -8,8 +8,6 @@ are deselected from the parallel session by the Makefile.
 from __future__ import annotations
 
 import gc
-import shutil
-import tempfile
 from pathlib import Path
 
 from mpi4py import MPI
@@ -29,13 +27,9 @@ def comm() -> MPI.Comm:
 @pytest.fixture
 def mpi_tmp(request) -> Path:
     """A temporary directory shared by all ranks (created by rank 0)."""
-    comm = MPI.COMM_WORLD
-    path = tempfile.mkdtemp(prefix="tumorpde-") if comm.rank == 0 else None
-    path = Path(comm.bcast(path, root=0))
-    yield path
-    comm.Barrier()
-    if comm.rank == 0:
-        shutil.rmtree(path, ignore_errors=True)
+    from helpers import shared_tmp_dir  # (after DOLFINx is imported, below)
+
+    yield from shared_tmp_dir()
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,16 @@ def voxel_centres(shape: tuple[int, ...], affine: np.ndarray) -> np.ndarray:
     idx = np.indices(shape).reshape(len(shape), -1).T
     d = len(shape)
     return idx @ affine[:d, :d].T + affine[:d, 3]
+
+
+def shared_tmp_dir(prefix: str = "tumorpde-") -> Iterator[Path]:
+    """A temporary directory shared by all ranks (made by rank 0, removed after use)."""
+    import shutil
+    import tempfile
+
+    comm = MPI.COMM_WORLD
+    path = Path(comm.bcast(tempfile.mkdtemp(prefix=prefix) if comm.rank == 0 else None, root=0))
+    yield path
+    comm.Barrier()
+    if comm.rank == 0:
+        shutil.rmtree(path, ignore_errors=True)

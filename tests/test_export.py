@@ -11,10 +11,8 @@ run into its own directory); the command-line tests run as child processes.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from mpi4py import MPI
@@ -23,6 +21,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from helpers import save_nifti as save
+from helpers import shared_tmp_dir
 from helpers import voxel_centres as centres
 from helpers import write_on_root as write
 
@@ -170,13 +169,7 @@ def test_a_mesh_of_another_dimension_or_place_is_refused():
 @pytest.fixture(scope="module")
 def shared():
     """A directory for the whole module, shared by the ranks."""
-    comm = MPI.COMM_WORLD
-    path = tempfile.mkdtemp(prefix="tumorpde-export-") if comm.rank == 0 else None
-    path = Path(comm.bcast(path, root=0))
-    yield path
-    comm.Barrier()
-    if comm.rank == 0:
-        shutil.rmtree(path, ignore_errors=True)
+    yield from shared_tmp_dir("tumorpde-export-")
 
 
 @pytest.fixture(scope="module")

@@ -122,16 +122,6 @@ class ExportResult:
 
 
 # ---------------------------------------------------------------------------- geometry
-def _box(lo: np.ndarray, hi: np.ndarray) -> str:
-    return " x ".join(f"[{a:.4g}, {b:.4g}]" for a, b in zip(lo, hi, strict=True))
-
-
-def _image_box(image: images.Image) -> tuple[np.ndarray, np.ndarray]:
-    corners = image.points(np.array(np.meshgrid(*[[-0.5, n - 0.5] for n in image.data.shape],
-                                                indexing="ij")).reshape(image.dim, -1).T)
-    return corners.min(0), corners.max(0)
-
-
 def _half_diagonal(matrix: np.ndarray) -> float:
     """The largest distance from a voxel's centre to a point of the voxel."""
     d = matrix.shape[0]
@@ -310,10 +300,9 @@ def resample_matrix(nodes: np.ndarray, cells: np.ndarray, image: images.Image,
                      worst[ok]))
     vox = np.concatenate([h[0] for h in hits]) if hits else np.zeros(0, dtype=np.int64)
     if len(vox) == 0:
-        ilo, ihi = _image_box(image)
         raise ConfigError(key, f"{name} does not overlap the run's mesh: no voxel centre lies "
-                               f"inside it (mesh box {_box(x.min(0), x.max(0))}, image box "
-                               f"{_box(ilo, ihi)})")
+                               f"inside it (mesh box {images.format_box(x.min(0), x.max(0))}, "
+                               f"image box {images.format_box(*image.bounds())})")
     box = np.concatenate([h[1] for h in hits])
     first = _first(vox, -np.concatenate([h[2] for h in hits]))  # the most inside cell
     vox, box = vox[first], box[first]

@@ -105,7 +105,7 @@ def image_on_nodes(path: str, points: np.ndarray, gdim: int, comm: Any, key: str
     """
     from mpi4py import MPI
 
-    from tumorpde.io.images import read_image
+    from tumorpde.io.images import format_box, read_image
 
     image = read_image(path, key)
     if image.dim != gdim:
@@ -118,12 +118,7 @@ def image_on_nodes(path: str, points: np.ndarray, gdim: int, comm: Any, key: str
             lo, hi = points[:, :gdim].min(axis=0), points[:, :gdim].max(axis=0)
         lo = np.min(comm.allgather(lo), axis=0)  # (arrays: not an elementwise MPI.MIN of objects)
         hi = np.max(comm.allgather(hi), axis=0)
-        corners = image.points(np.array(np.meshgrid(*[[-0.5, n - 0.5] for n in image.data.shape],
-                                                    indexing="ij")).reshape(gdim, -1).T)
         raise ConfigError(key, f"{path} does not overlap the mesh (mesh box "
-                               f"{_box(lo, hi)}, image box {_box(corners.min(0), corners.max(0))})")
+                               f"{format_box(lo, hi)}, image box {format_box(*image.bounds())})")
     return image.sample(points, order=order, outside=0.0), inside
 
-
-def _box(lo: np.ndarray, hi: np.ndarray) -> str:
-    return " x ".join(f"[{a:.4g}, {b:.4g}]" for a, b in zip(lo, hi, strict=True))

@@ -31,7 +31,8 @@ import numpy as np
 from tumorpde.errors import ConfigError
 
 __all__ = ["Image", "read_image", "from_array", "write_like", "is_nifti", "labels_of",
-           "select_labels", "adc_to_cellularity", "compare", "NIFTI_SUFFIXES", "ADC_WATER"]
+           "select_labels", "adc_to_cellularity", "compare", "format_box", "NIFTI_SUFFIXES",
+           "ADC_WATER"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -145,10 +146,21 @@ class Image:
             out[ok] = ndimage.map_coordinates(arr, qi.T, order=1, mode="nearest")
         return out
 
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The physical bounding box ``(lo, hi)`` of the image's voxels (their outer faces)."""
+        corners = self.points(np.array(np.meshgrid(*[[-0.5, n - 0.5] for n in self.data.shape],
+                                                   indexing="ij")).reshape(self.dim, -1).T)
+        return corners.min(axis=0), corners.max(axis=0)
+
     def integral(self, where: np.ndarray | None = None) -> float:
         """Sum of the voxel values (where ``where``) times the voxel volume."""
         v = self.data if where is None else self.data[np.asarray(where, bool)]
         return float(np.sum(v) * self.voxel_volume)
+
+
+def format_box(lo: np.ndarray, hi: np.ndarray) -> str:
+    """A bounding box for messages: ``[x0, x1] x [y0, y1] ...``."""
+    return " x ".join(f"[{a:.4g}, {b:.4g}]" for a, b in zip(lo, hi, strict=True))
 
 
 def read_image(path: str | Path, key: str = "") -> Image:
