@@ -236,6 +236,12 @@ def markdown(res: dict) -> str:
         elif "ratio" in b:
             row("BioFVM 10 substrates, per step", f"{b['ratio']:.2f}x BioFVM's time", "<= 2x",
                 b["ratio"] <= 2)
+        acc = b.get("equal_accuracy", {}).get("at_biofvm_accuracy")
+        if acc:
+            row("BioFVM 10 substrates, exact solution: time to BioFVM's error at its dt "
+                f"({acc['biofvm_rel_l2_error']:.2e}; tumorpde dt {acc['tumorpde_dt']:g} vs "
+                f"{acc['biofvm_dt']:g} min)", f"{acc['speedup']:.1f}x faster", "> 1x",
+                acc["speedup"] > 1)
     for name, val in c.items():
         if isinstance(val, dict) and "error" in val:
             row(name, "failed: " + val["error"].splitlines()[0][:100], "", False)

@@ -182,7 +182,7 @@ def test_exception_on_one_rank_ends_all_ranks(tmp_path):
                        capture_output=True, text=True, timeout=120, env=env)
     assert time.time() - t0 < 60
     assert p.returncode != 0
-    assert "internal error on rank 1: RuntimeError: injected fault" in p.stderr
+    assert "internal error on rank 1: RuntimeError: injected fault" in p.stderr, (p.stdout, p.stderr)
     assert "Traceback" not in p.stderr
 
 

@@ -369,9 +369,9 @@ class Problem:
         log.info("state changed at t=%.6g: multistep history restarted", self.t)
 
     def _new_solver(self) -> Any:
-        from tumorpde.solvers.snes import StepSolver
+        from tumorpde.solvers.snes import step_solver
 
-        return StepSolver(self.disc, self.config.solver, dt=self.controller.dt)
+        return step_solver(self.disc, self.config.solver, dt=self.controller.dt)
 
     def is_output_time(self, t: float) -> bool:
         """Whether ``t`` is an output time (the start, multiples of output_every, the end)."""
@@ -553,12 +553,13 @@ class Problem:
         """Why the new solution is unacceptable on this rank (NaN, or too negative), or None."""
         disc, tc = self.disc, self.config.time
         arr = disc.u.x.array[: self._nloc].reshape(-1, disc.n)
-        finite = bool(np.all(np.isfinite(arr)))
-        if not finite:
-            arr = np.zeros((0, disc.n))
-        if arr.size:
-            lo, hi = arr.min(axis=0), np.abs(arr).max(axis=0)
+        if arr.size:  # two passes: NaN and infinities reach the minimum or the maximum
+            lo, top = arr.min(axis=0), arr.max(axis=0)
+            finite = bool(np.isfinite(lo).all() and np.isfinite(top).all())
+            hi = np.maximum(np.abs(lo), np.abs(top))
         else:
+            finite = True
+        if not finite or not arr.size:
             lo, hi = np.full(disc.n, np.inf), np.zeros(disc.n)
         local = np.where(self._nonneg, lo, 0.0)
         gmin = np.empty_like(local)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -545,6 +546,10 @@ def main(argv: list[str] | None = None) -> int:
         from mpi4py import MPI
 
         if MPI.COMM_WORLD.size > 1:
+            # the launcher forwards each rank's stderr through a pipe: give it a moment to
+            # pass the line on before MPI_Abort makes it kill every process (under load the
+            # line was otherwise lost)
+            time.sleep(0.5)
             MPI.COMM_WORLD.Abort(EXIT_FAILED)
         return EXIT_FAILED
 

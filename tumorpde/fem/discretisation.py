@@ -242,6 +242,11 @@ class Discretisation:
         ds = ufl.Measure("ds", domain=mesh, subdomain_data=self.domain.facet_tags)
         use_edges = self.degree == 1 and spec.config.discretisation.taxis == "upwind"
         has_taxis = any(s.taxis for s in spec.species.values())
+        if has_taxis and use_edges and mesh.topology.cell_name() not in \
+                ("interval", "triangle", "tetrahedron"):
+            raise ConfigError("discretisation.taxis", "'upwind' (the edge fluxes) needs "
+                              "simplex cells; with mesh.cell = "
+                              f"{mesh.topology.cell_name()!r} use 'galerkin'")
         if has_taxis and self.degree > 1 and spec.config.discretisation.taxis == "upwind" \
                 and self.comm.rank == 0:
             log.warning("edge upwinding of taxis is for P1; P%d uses Galerkin taxis "
@@ -257,6 +262,8 @@ class Discretisation:
             self.terms.append((label, term))
 
         self.diffusion_exprs: dict[int, Any] = {}
+        #: each species' reaction rate f (UFL of the state), by species index
+        self.reaction_exprs: dict[int, Any] = {}
         edge_terms = []
         bc_specs = []
         for name in spec.names:
@@ -279,6 +286,7 @@ class Discretisation:
                 else:
                     add("taxis", -(S * ufl.inner(ufl.grad(self.comp(u, m)), ufl.grad(vk)) * dx))
             f = self.lower(s.reaction, req("reaction"), u)
+            self.reaction_exprs[k] = f
             add("reaction", -(f * vk * dxm))
             for bname, bc in s.boundary.items():
                 if bname not in self.domain.boundaries:
@@ -636,6 +644,8 @@ class Discretisation:
 
 def _component_derivative(expr: Any, u: Any, comp: int, n: int) -> Any:
     """D expr / d u[comp] as a UFL expression."""
+    if isinstance(expr, int | float):
+        return 0.0
     e = ufl.as_vector([1.0 if i == comp else 0.0 for i in range(n)]) if n > 1 else \
         ufl.as_ufl(1.0)
     d = ufl.derivative(expr, u, e)

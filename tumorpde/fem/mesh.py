@@ -44,6 +44,8 @@ class Domain:
         facet_tags: Boundary facet meshtags (may be None).
         regions: region name -> cell tag value.
         boundaries: boundary name -> facet tag value.
+        grid: For the built-in ``interval``, ``rectangle`` and ``box``: the uniform grid
+            of their vertices, ``(origin, size, cells)``; ``None`` for other meshes.
     """
 
     mesh: Any
@@ -51,6 +53,7 @@ class Domain:
     facet_tags: Any = None
     regions: dict[str, int] = field(default_factory=dict)
     boundaries: dict[str, int] = field(default_factory=dict)
+    grid: tuple[tuple[float, ...], tuple[float, ...], tuple[int, ...]] | None = None
 
     @property
     def gdim(self) -> int:
@@ -82,12 +85,19 @@ def build_domain(cfg: MeshConfig, comm: MPI.Comm) -> Domain:
             m = dmesh.create_interval(comm, cfg.cells[0], [origin[0], hi[0]])
             names = [("left", 0, origin[0]), ("right", 0, hi[0])]
         elif shape == "rectangle":
-            m = dmesh.create_rectangle(comm, [origin, hi], cfg.cells, dmesh.CellType.triangle,
-                                       diagonal=dmesh.DiagonalType.right)
+            if cfg.cell == "quadrilateral":
+                m = dmesh.create_rectangle(comm, [origin, hi], cfg.cells,
+                                           dmesh.CellType.quadrilateral)
+            else:
+                m = dmesh.create_rectangle(comm, [origin, hi], cfg.cells,
+                                           dmesh.CellType.triangle,
+                                           diagonal=dmesh.DiagonalType.right)
             names = [("left", 0, origin[0]), ("right", 0, hi[0]), ("bottom", 1, origin[1]),
                      ("top", 1, hi[1])]
         else:
-            m = dmesh.create_box(comm, [origin, hi], cfg.cells, dmesh.CellType.tetrahedron)
+            m = dmesh.create_box(comm, [origin, hi], cfg.cells,
+                                 dmesh.CellType.hexahedron if cfg.cell == "hexahedron"
+                                 else dmesh.CellType.tetrahedron)
             names = [("left", 0, origin[0]), ("right", 0, hi[0]), ("front", 1, origin[1]),
                      ("back", 1, hi[1]), ("bottom", 2, origin[2]), ("top", 2, hi[2])]
         tdim = m.topology.dim
@@ -101,7 +111,8 @@ def build_domain(cfg: MeshConfig, comm: MPI.Comm) -> Domain:
             facets.append(f)
             values.append(np.full(len(f), tag, dtype=np.int32))
             boundaries[name] = tag
-        domain = Domain(m, None, _facet_tags(m, facets, values), {}, boundaries)
+        domain = Domain(m, None, _facet_tags(m, facets, values), {}, boundaries,
+                        grid=(tuple(origin), tuple(cfg.size), tuple(cfg.cells)))
     elif shape in ("disk", "sphere"):
         domain = _gmsh_ball(cfg, comm, 2 if shape == "disk" else 3)
     else:

@@ -58,6 +58,8 @@ MODELS_DIR = Path(__file__).parent.parent / "models"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SCHEMES = ("backward-euler", "bdf2")
 SHAPES = ("interval", "rectangle", "box", "disk", "sphere", "file")
+#: cell types of the built-in shapes (``mesh.cell``): the simplex first (the default)
+CELL_TYPES = {"rectangle": ("triangle", "quadrilateral"), "box": ("tetrahedron", "hexahedron")}
 MAX_CELLS = 50_000_000
 
 
@@ -538,8 +540,16 @@ def _mesh(d: dict[str, Any]) -> Mesh:
         if len(m.size) != len(m.cells):
             raise ConfigError("mesh.cells", f"has {len(m.cells)} entries but mesh.size has "
                                             f"{len(m.size)}")
-        if math.prod(m.cells) * (6 if m.shape == "box" else 2) > MAX_CELLS:
+        per = {"box": 6, "rectangle": 2}.get(m.shape, 1) if d.get("cell") not in \
+            ("quadrilateral", "hexahedron") else 1
+        if math.prod(m.cells) * per > MAX_CELLS:
             raise ConfigError("mesh.cells", f"{m.cells} gives more than {MAX_CELLS} cells")
+    if "cell" in d:
+        choices = CELL_TYPES.get(m.shape)
+        if choices is None:
+            raise ConfigError("mesh.cell", f"is for shape = 'rectangle' or 'box', not "
+                                           f"{m.shape!r}")
+        m.cell = va.string(d["cell"], "mesh.cell", choices)
     if "origin" in d:
         m.origin = va.number_list(d["origin"], "mesh.origin", (1, 2, 3))
     if "radius" in d:

@@ -61,6 +61,8 @@ class Mesh:
         boundaries: Extra named boundaries: name -> condition on boundary-facet midpoints.
         remove: Condition on cell midpoints: those cells are removed from the mesh (for
             example a strip that splits it into disconnected parts).
+        cell: Cell type of a rectangle (``triangle``, the default, or ``quadrilateral``)
+            or a box (``tetrahedron``, the default, or ``hexahedron``).
     """
 
     shape: str = "rectangle"
@@ -74,6 +76,7 @@ class Mesh:
     regions: dict[str, str] = field(default_factory=dict)
     boundaries: dict[str, str] = field(default_factory=dict)
     remove: str | None = None
+    cell: str | None = None
 
 
 @dataclass

@@ -17,7 +17,7 @@ __all__ = ["PREFIX", "STRATEGIES", "NEWTON_OPTIONS", "monolithic_options", "spli
 PREFIX = "tumorpde_"
 
 #: values of ``solver.strategy``
-STRATEGIES = ("auto", "split", "monolithic")
+STRATEGIES = ("auto", "split", "monolithic", "tensor")
 
 # Newton's defaults, shared by every strategy
 NEWTON_OPTIONS: dict[str, Any] = {

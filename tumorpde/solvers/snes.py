@@ -27,7 +27,7 @@ from tumorpde.errors import ConfigError
 from tumorpde.solvers import splitting
 from tumorpde.solvers.options import PREFIX, STRATEGIES, monolithic_options, split_options
 
-__all__ = ["StepSolver", "StepResult", "PREFIX"]
+__all__ = ["StepSolver", "StepResult", "PREFIX", "step_solver"]
 
 #: slots of the live solvers of this process (their prefixes are ``tumorpde_<slot>_``)
 _LIVE: set[int] = set()
@@ -73,11 +73,36 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def step_solver(disc: Any, user_options: dict[str, Any], dt: float | None = None) -> Any:
+    """The solver of ``disc``'s steps that ``solver.strategy`` (and ``auto``) chooses.
+
+    ``auto`` takes the exact tensor strategy (:mod:`tumorpde.solvers.tensor`) where it
+    applies and the ``[solver]`` table holds no PETSc options, else :class:`StepSolver`.
+    """
+    from tumorpde.solvers import tensor
+
+    value = user_options.get("strategy", "auto")
+    petsc = [k for k in user_options if k != "strategy"]
+    if value == "tensor":
+        why = tensor.unsuitable(disc)
+        if why:
+            raise ConfigError("solver.strategy", f"'tensor' does not apply: {why}")
+        if petsc:
+            raise ConfigError(f"solver.{petsc[0]}", "the tensor strategy takes no PETSc "
+                              "options (it solves each step exactly, without PETSc)")
+        return tensor.TensorSolver(disc)
+    if value == "auto" and not petsc and tensor.unsuitable(disc) is None:
+        return tensor.TensorSolver(disc)
+    return StepSolver(disc, user_options, dt)
+
+
 def _strategy(disc: Any, value: Any) -> str:
     """The solver strategy (``solver.strategy``) that a run uses."""
     if value not in STRATEGIES:
         raise ConfigError("solver.strategy", f"expected one of {', '.join(STRATEGIES)}, "
                           f"got {value!r}")
+    if value == "tensor":
+        raise ConfigError("solver.strategy", "'tensor' is built by step_solver()")
     if value == "auto":
         # one species: nothing to split (both Jacobians are the same scalar P1 matrix), and
         # the monolithic direct solve in 1D/2D keeps the values of an unstable zero state
