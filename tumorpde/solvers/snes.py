@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import weakref
-from dataclasses import dataclass
 from typing import Any
 
 from petsc4py import PETSc
@@ -26,6 +25,7 @@ from petsc4py import PETSc
 from tumorpde.errors import ConfigError
 from tumorpde.solvers import splitting
 from tumorpde.solvers.options import PREFIX, STRATEGIES, monolithic_options, split_options
+from tumorpde.solvers.result import StepResult
 
 __all__ = ["StepSolver", "StepResult", "PREFIX", "step_solver"]
 
@@ -137,16 +137,6 @@ class _Jacobian:
             self.key = key
         self.assemblies += 1
         self.assemble(snes, x, J, P)
-
-
-@dataclass
-class StepResult:
-    """Outcome of one nonlinear solve."""
-
-    converged: bool
-    reason: int
-    iterations: int
-    linear_iterations: int
 
 
 class StepSolver:

@@ -142,17 +142,20 @@ class SplitJacobian:
         n = self.n
         self.nodal_forms = []
         for m in range(n):
-            form = _simplify(ufl.derivative(vertex, u, unit(m, one)))
+            form = expand_derivatives(ufl.derivative(vertex, u, unit(m, one)))
             self.nodal_forms.append(fem.form(form) if form.integrals() else None)
         self.nodal_vec = fem.Function(self.disc.V)
-        # which entries of the vertex blocks can be non-zero (the diagonal always: the mass)
+        # which entries of the vertex blocks can be non-zero (the diagonal always: the mass):
+        # the form tested with species k (a constant unit vector for the test function keeps
+        # only k's own terms) differentiated along m; a derivative that does not vanish
+        # symbolically is never folded to zero, so no entry that can be non-zero is missed
         nz = np.eye(n, dtype=bool)
         for k in range(n):
-            Vk = _simplify(ufl.replace(vertex, {v: unit(k, v0)}))
-            if not Vk.integrals():
-                continue
+            ek = ufl.as_vector([1.0 if i == k else 0.0 for i in range(n)]) if n > 1 else one
+            Vk = ufl.replace(vertex, {v: ek})
             for m in range(n):
-                if not nz[k, m] and _simplify(ufl.derivative(Vk, u, unit(m, one))).integrals():
+                if not nz[k, m] and expand_derivatives(
+                        ufl.derivative(Vk, u, unit(m, one))).integrals():
                     nz[k, m] = True
         self.nodal_pattern = nz
         self._nodal_flat = np.flatnonzero(nz.ravel())
@@ -285,11 +288,13 @@ class SplitJacobian:
                 return None
         integrand = sum(it.integrand() for it in vertex.integrals())
         entries = []
+        tested: dict[int, Any] = {}  # the integrand tested with species k: its terms only
         for flat in self._nodal_flat:
             k, m = divmod(int(flat), n)
-            d = expand_derivatives(ufl.derivative(integrand, disc.u, unit(m, one)))
-            ek = ufl.as_vector([1.0 if i == k else 0.0 for i in range(n)]) if n > 1 else 1.0
-            entries.append(expand_derivatives(ufl.replace(d, {v: ek})))
+            if k not in tested:
+                ek = ufl.as_vector([1.0 if i == k else 0.0 for i in range(n)]) if n > 1 else 1.0
+                tested[k] = ufl.replace(integrand, {v: ek})
+            entries.append(expand_derivatives(ufl.derivative(tested[k], disc.u, unit(m, one))))
         V0 = disc.V0
         expr = fem.Expression(ufl.as_vector(entries), V0.element.interpolation_points,
                               comm=disc.comm)

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from tumorpde.compat import import_dolfinx
+from tumorpde.solvers.result import StepResult
 
 __all__ = ["TensorSolver", "unsuitable"]
 
@@ -284,8 +285,6 @@ class TensorSolver:
     # ------------------------------------------------------------------ solve
     def solve(self) -> Any:
         """Solve the step exactly; ``disc.u`` holds the result."""
-        from tumorpde.solvers.snes import StepResult
-
         disc, n, nown = self.disc, self.n, self.nown
         _, c1, c2 = (float(c.value) for c in disc.coeffs)
         size = nown * n
