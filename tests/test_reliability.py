@@ -29,7 +29,7 @@ from tumorpde.io.rundir import read, read_observables
 
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 CLI = [sys.executable, "-m", "tumorpde"]
-SMALL = ["--set", "mesh.cells=[10,10]", "--set", "time.end=60", "--set", "time.output_every=4",
+SMALL = ["--set", "mesh.cells=[10,10]", "--set", "time.end=32", "--set", "time.output_every=4",
          "-q"]
 
 
@@ -118,7 +118,7 @@ def reference(tmp_path_factory) -> dict[int, Path]:
 def interrupt_and_resume(tmp_path: Path, ranks: int, sig: int, resume_ranks: int) -> Path:
     outdir = tmp_path / "run"
     proc = start(ranks, "run", "tme-2d", "-o", str(outdir), *SMALL)
-    per_row = wait_for(outdir, 4, proc)  # of 61 rows (one per step)
+    per_row = wait_for(outdir, 4, proc)  # of 33 rows (one per step)
     t0 = time.time()
     if sig == signal.SIGKILL:
         # any moment, not just after a row, and long before the end on a fast machine too
