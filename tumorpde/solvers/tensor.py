@@ -290,14 +290,13 @@ class TensorSolver:
         size = nown * n
         if self._buf is None:
             self._buf = (np.empty((nown, n)), np.empty((nown, n)))
-        grid, tmp = self._buf
-        # the right-hand side in grid order: -M (c1 u_n + c2 u_nm1) + M s - boundary
-        np.take(disc.u_n.x.array[:size].reshape(nown, n), self.perm, axis=0, out=grid)
-        grid *= -c1
+        grid, hist = self._buf
+        # the right-hand side in grid order: -M (c1 u_n + c2 u_nm1) + M s - boundary (the
+        # history combined in the dofs' order, then one gather into the grid's)
+        np.multiply(disc.u_n.x.array[:size].reshape(nown, n), -c1, out=hist)
         if c2 != 0.0:
-            np.take(disc.u_nm1.x.array[:size].reshape(nown, n), self.perm, axis=0, out=tmp)
-            tmp *= -c2
-            grid += tmp
+            hist -= c2 * disc.u_nm1.x.array[:size].reshape(nown, n)
+        np.take(hist, self.perm, axis=0, out=grid)
         for k, f0 in self._src_const:
             grid[:, k] += _value(f0)
         for k, expr in self._src_expr:
