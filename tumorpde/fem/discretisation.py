@@ -144,7 +144,7 @@ class Discretisation:
         # the factor `unit_field` (a DG0 function equal to 1) ties constant expressions to the mesh
         # (UFL folds exact zeros, so those become a zero field on the mesh)
         expr = ufl.as_ufl(e) * self.unit_field
-        if _is_zero(expr):  # keep the shape: a zero vector stays a vector
+        if is_zero(expr):  # keep the shape: a zero vector stays a vector
             zero = self.unit_field - self.unit_field
             shape = ufl.shape(expr)
             expr = ufl.as_vector([zero] * shape[0]) if shape else zero
@@ -396,8 +396,8 @@ class Discretisation:
                 exprs.append((self.compile_expression(S, pts), Sf))
                 dS = {}
                 for comp in range(self.n):
-                    d = _component_derivative(S, self.u, comp, self.n)
-                    if _is_zero(d):
+                    d = component_derivative(S, self.u, comp, self.n)
+                    if is_zero(d):
                         continue
                     f = fem.Function(self.V0)
                     exprs.append((self.compile_expression(d, pts), f))
@@ -642,7 +642,7 @@ class Discretisation:
         return [float(v) for v in out]
 
 
-def _component_derivative(expr: Any, u: Any, comp: int, n: int) -> Any:
+def component_derivative(expr: Any, u: Any, comp: int, n: int) -> Any:
     """D expr / d u[comp] as a UFL expression."""
     if isinstance(expr, int | float):
         return 0.0
@@ -652,7 +652,7 @@ def _component_derivative(expr: Any, u: Any, comp: int, n: int) -> Any:
     return ufl.algorithms.expand_derivatives(d)
 
 
-def _is_zero(expr: Any) -> bool:
+def is_zero(expr: Any) -> bool:
     from ufl.constantvalue import Zero
 
     return isinstance(expr, Zero) or (isinstance(expr, int | float) and expr == 0)

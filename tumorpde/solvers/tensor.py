@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 from tumorpde.compat import import_dolfinx
+from tumorpde.fem.discretisation import component_derivative, is_zero
 from tumorpde.solvers.result import StepResult
 
 __all__ = ["TensorSolver", "unsuitable"]
@@ -75,12 +76,6 @@ def _varying(disc: Any) -> list[Any]:
             *(disc.constants[n] for n in spec.scalars)]
 
 
-def _is_zero(expr: Any) -> bool:
-    from ufl.constantvalue import Zero
-
-    return isinstance(expr, Zero) or (isinstance(expr, int | float) and expr == 0)
-
-
 def _uniform(expr: Any, varying: list[Any]) -> bool:
     """Whether ``expr`` is the same number everywhere and at every step of a run."""
     if isinstance(expr, int | float):
@@ -99,14 +94,6 @@ def _value(expr: Any) -> float:
     mapping = {c: ufl.as_ufl(float(np.asarray(c.value))) for c in consts}
     e = ufl.replace(expr, mapping) if mapping else expr
     return float(e)
-
-
-def _component_derivative(expr: Any, u: Any, comp: int, n: int) -> Any:
-    if isinstance(expr, int | float):
-        return 0.0
-    e = ufl.as_vector([1.0 if i == comp else 0.0 for i in range(n)]) if n > 1 else \
-        ufl.as_ufl(1.0)
-    return expand_derivatives(ufl.derivative(expr, u, e))
 
 
 def unsuitable(disc: Any) -> str | None:
@@ -135,8 +122,8 @@ def unsuitable(disc: Any) -> str | None:
             return f"the diffusion of {name} is not constant"
         f = disc.reaction_exprs[k]
         for m in range(n):
-            d = _component_derivative(f, u, m, n)
-            if _is_zero(d):
+            d = component_derivative(f, u, m, n)
+            if is_zero(d):
                 continue
             if m != k:
                 return f"the reaction of {name} depends on {disc.spec.names[m]}"
@@ -226,7 +213,7 @@ class TensorSolver:
     def _coefficients(self) -> None:
         disc, n = self.disc, self.n
         self._D = [disc.diffusion_exprs.get(k, 0.0) for k in range(n)]
-        self._R = [_component_derivative(disc.reaction_exprs[k], disc.u, k, n) for k in range(n)]
+        self._R = [component_derivative(disc.reaction_exprs[k], disc.u, k, n) for k in range(n)]
 
     def _sources(self) -> None:
         """The reaction at zero state and the boundary fluxes: constants, or compiled."""
@@ -239,7 +226,7 @@ class TensorSolver:
             f = disc.reaction_exprs[k]
             f0 = f if isinstance(f, int | float) else \
                 expand_derivatives(ufl.replace(f, {disc.u: zero}))
-            if _is_zero(f0):
+            if is_zero(f0):
                 continue
             if _uniform(f0, []):
                 self._src_const.append((k, f0))
@@ -274,7 +261,7 @@ class TensorSolver:
         """``1 / (H a)`` for the current scheme coefficient and parameters (cached)."""
         c0 = float(self.disc.coeffs[0].value)
         D = [_value(d) for d in self._D]
-        R = [_value(r) if not _is_zero(r) else 0.0 for r in self._R]
+        R = [_value(r) if not is_zero(r) else 0.0 for r in self._R]
         key = (c0, *D, *R)
         if key != self._key:
             a = c0 + self.symbol[..., None] * np.array(D) - np.array(R)
