@@ -158,7 +158,7 @@ CASES = [
          text="[mesh\nshape = 'rectangle'\n"),
     Case("unknown-top-level-key", ["colour", "unknown key"], _set("colour", "red")),
     Case("unknown-key-time", ["time.ned", "unknown key"], _set("time.ned", 2.0)),
-    Case("unknown-key-mesh", ["mesh.cell", "unknown key"], _set("mesh.cell", [4, 4])),
+    Case("unknown-key-mesh", ["mesh.cels", "unknown key"], _set("mesh.cels", [4, 4])),
     Case("unknown-key-species", ["species.cells.difusion", "unknown key"],
          _set("species.cells.difusion", 0.1)),
     # --- expressions
