@@ -35,7 +35,6 @@ every CPU the process may use).
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -46,8 +45,6 @@ from tumorpde.fem.discretisation import component_derivative, is_zero
 from tumorpde.solvers.result import StepResult
 
 __all__ = ["TensorSolver", "unsuitable"]
-
-log = logging.getLogger("tumorpde")
 
 import_dolfinx()
 import ufl  # noqa: E402
@@ -67,6 +64,14 @@ def threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
         return os.cpu_count() or 1
+
+
+def _separable(factors: list[np.ndarray]) -> np.ndarray:
+    """The grid array ``prod_d factors[d][j_d]`` (an outer product over the axes)."""
+    out = factors[0]
+    for f in factors[1:]:
+        out = np.multiply.outer(out, f)
+    return out
 
 
 def _varying(disc: Any) -> list[Any]:
@@ -180,23 +185,14 @@ class TensorSolver:
             ld = 4.0 / h[d] ** 2 * np.sin(np.pi * j / (2 * N)) ** 2
             lam.append(ld)
             mu.append(1.0 - h[d] ** 2 * ld / 6.0)
-        symbol = np.zeros(self.shape)
-        for d in range(gdim):
-            term = np.ones(self.shape)
-            for e in range(gdim):
-                vals = lam[e] if e == d else mu[e]
-                shape = [1] * gdim
-                shape[e] = len(vals)
-                term = term * vals.reshape(shape)
-            symbol = symbol + term
-        self.symbol = symbol
-        weights = np.ones(self.shape)
+        self.symbol = sum(_separable([lam[e] if e == d else mu[e] for e in range(gdim)])
+                          for d in range(gdim))
+        ends = []
         for d in range(gdim):
             w = np.full(self.shape[d], 2.0)
             w[[0, -1]] = 1.0
-            shape = [1] * gdim
-            shape[d] = len(w)
-            weights = weights * w.reshape(shape)
+            ends.append(w)
+        weights = _separable(ends)
         #: 1 / transform weights by grid point (a column: the species share them)
         self.inv_weights_nodes = (1.0 / weights).reshape(-1, 1)
         self.scale = float(np.prod(h * np.array(cells, dtype=float)))
@@ -242,10 +238,12 @@ class TensorSolver:
             used = set(extract_type(form, ufl.Constant))
             self._bnd_fixed = not any(c in used for c in varying)
             self._bnd_vec: np.ndarray | None = None
-        del varying
 
     def _boundary_vector(self) -> np.ndarray:
-        """The boundary terms of the residual (at zero state), by owned node and species."""
+        """The boundary terms of the residual (at zero state), in grid order.
+
+        Divided by the transform weights; assembled once when they do not change in a run.
+        """
         if self._bnd_fixed and self._bnd_vec is not None:
             return self._bnd_vec
         V = self.disc.V
@@ -254,7 +252,8 @@ class TensorSolver:
         from dolfinx.la import InsertMode
 
         b.x.scatter_reverse(InsertMode.add)
-        self._bnd_vec = b.x.array[: self.nown * self.n].reshape(self.nown, self.n).copy()
+        nodes = b.x.array[: self.nown * self.n].reshape(self.nown, self.n)
+        self._bnd_vec = nodes[self.perm] * self.inv_weights_nodes
         return self._bnd_vec
 
     def _inverse_symbol(self) -> np.ndarray:
@@ -291,7 +290,7 @@ class TensorSolver:
             grid[:, k] += self._src_field.x.array[:nown][self.perm]
         grid *= self.mass_w  # lumped mass / transform weights, in grid order
         if self._bnd is not None:
-            grid -= self._boundary_vector()[self.perm] * self.inv_weights_nodes
+            grid -= self._boundary_vector()
         inv = self._inverse_symbol()
         fft = self._fft
         z = fft.dctn(grid.reshape(*self.shape, n), type=1, axes=self.axes,
