@@ -111,7 +111,14 @@ def test_image_twin_meshes_calibrates_and_forecasts_a_synthetic_patient(tmp_path
     assert 0.05 < s["start_mass_below_detection"] < 0.3
     assert abs(s["control_r_relative_error"]) < abs(s["r_relative_error"])
     assert abs(s["control_cell_count_error_day120"]) < abs(s["cell_count_error_day120"])
+    # the inferred start (a seed fitted to visit 0 with D and rho): the truth inside the
+    # intervals (measured +2 % and +4 %, intervals +-6 %) and the prediction holds
+    assert s["seeded_D_within_ci95"] and s["seeded_r_within_ci95"]
+    assert abs(s["seeded_D_relative_error"]) < 0.1 and abs(s["seeded_r_relative_error"]) < 0.1
+    assert s["seeded_prediction"] == "holds"
+    assert abs(s["seeded_cell_count_error_day120"]) < abs(s["cell_count_error_day120"])
     for name in ("organ.nii.gz", "organ.msh", "visits.csv", "twin-measured.toml",
                  "calibration-measured/calibration.json", "forecast-measured/metrics.csv",
-                 "forecast-measured/cells_t120.nii.gz", "calibration-control/calibration.json"):
+                 "forecast-measured/cells_t120.nii.gz", "calibration-control/calibration.json",
+                 "visits-0-60.csv", "calibration-seeded/calibration.json"):
         assert (tmp_path / "runs" / name).is_file(), name
