@@ -114,27 +114,54 @@ def _strategy(disc: Any, value: Any) -> str:
     return str(value)
 
 
+def _same(key: tuple[float, ...], old: tuple[float, ...] | None) -> bool:
+    return old is not None and all(abs(a - b) <= 1e-13 * max(abs(a), abs(b))
+                                   for a, b in zip(key, old, strict=True))
+
+
+#: a lagged-Jacobian (chord) solve stops after this many iterations and Newton takes over
+CHORD_MAX_IT = 8
+#: a chord solve that needs more iterations than this has the next step assemble anew
+CHORD_REFRESH = 4
+
+
 class _Jacobian:
-    """The SNES Jacobian callback, assembling again only when the matrix can have changed.
+    """The SNES Jacobian callback, assembling again only when the matrix can have changed
+    (a linear problem) or is worth assembling again (a lagged Jacobian).
 
     With ``constants`` (a linear problem), the matrix depends on the state not at all and
     on those constants only: while they keep their values (to round-off), the assembled
     matrix, and so PETSc's factorisation or preconditioner of it, is kept.
+
+    With ``lag`` (a nonlinear problem solved with a direct factorisation), the matrix of an
+    earlier Newton iteration, or an earlier step, is kept while the step's coefficients
+    (``lag``: the BDF coefficients, which change with the step size) keep their values and
+    :attr:`stale` is not set: Newton becomes a chord iteration whose every iteration is an
+    exact solve with that matrix (a triangular solve, no assembly, no factorisation).
+    Only the speed of convergence depends on the matrix: the residual, and so the
+    solution and its tolerance, are those of Newton.  :attr:`always` assembles at every
+    call (Newton itself).
     """
 
-    def __init__(self, assemble: Any, constants: list[Any] | None) -> None:
-        self.assemble, self.constants = assemble, constants
+    def __init__(self, assemble: Any, constants: list[Any] | None,
+                 lag: list[Any] | None = None) -> None:
+        self.assemble, self.constants, self.lag = assemble, constants, lag
         self.key: tuple[float, ...] | None = None
         self.assemblies = 0
+        self.stale = True
+        self.always = False
 
     def __call__(self, snes: Any, x: PETSc.Vec, J: PETSc.Mat, P: PETSc.Mat) -> None:
         if self.constants is not None:
             key = tuple(float(c.value) for c in self.constants)
-            old = self.key
-            if old is not None and all(abs(a - b) <= 1e-13 * max(abs(a), abs(b))
-                                       for a, b in zip(key, old, strict=True)):
+            if _same(key, self.key):
                 return  # the same matrix (to round-off in dt)
             self.key = key
+        elif self.lag is not None and not self.always:
+            key = tuple(float(c.value) for c in self.lag)
+            if not self.stale and _same(key, self.key):
+                return  # the lagged matrix (and its factorisation) serves again
+            self.key, self.stale = key, False
         self.assemblies += 1
         self.assemble(snes, x, J, P)
 
@@ -175,6 +202,19 @@ class StepSolver:
         #: the solver need not be rebuilt after a checkpoint to match a resumed run
         self.reuse = self.linear and not any(k.startswith("snes_lag") for k in user_options)
         self.options = {**base(disc.domain.gdim), **extra, **user_options}
+        if "pc_factor_mat_solver_type" not in user_options \
+                and user_options.get("pc_type", "lu") not in ("lu", "cholesky"):
+            # the default factorisation package belongs to the default LU: another
+            # preconditioner (ilu, ...) takes PETSc's own unless the table names one
+            self.options.pop("pc_factor_mat_solver_type", None)
+        #: a nonlinear problem solved with an exact factorisation: the Jacobian is lagged
+        #: (kept across Newton iterations and steps, _Jacobian), unless [solver] sets
+        #: how SNES lags it or which nonlinear solver to use
+        self.lagged = (not self.linear and not split
+                       and self.options.get("ksp_type") == "preonly"
+                       and self.options.get("pc_type") in ("lu", "cholesky")
+                       and not any(k.startswith("snes_lag") or k == "snes_type"
+                                   for k in user_options))
         self.slot = _take_slot()
         self.prefix = f"{PREFIX}{self.slot}_"
         self._written = {**_global_options(), **{k: _fmt(v) for k, v in self.options.items()}}
@@ -191,7 +231,8 @@ class StepSolver:
         self.snes.setFunction(disc.residual, self.b)
         # (a callable of its own: the SNES must not hold the solver, which frees on collection)
         self._jac = _Jacobian(self.split.jacobian if self.split else disc.jacobian,
-                              jac_constants if self.reuse else None)
+                              jac_constants if self.reuse else None,
+                              list(disc.coeffs) if self.lagged else None)
         self.snes.setJacobian(self._jac, self.A, self.A)
         self.x = disc.u.x.petsc_vec.duplicate()
         try:
@@ -215,17 +256,45 @@ class StepSolver:
         """Jacobian assemblies so far (a linear problem at fixed dt: one per distinct step)."""
         return self._jac.assemblies
 
-    def solve(self) -> StepResult:
-        """Solve from the initial guess in ``disc.u``; on success ``disc.u`` holds the result."""
+    def _snes_solve(self) -> tuple[int, int, int]:
+        """One SNES solve from ``disc.u``: (reason, iterations, linear iterations)."""
         disc = self.disc
         disc.u.x.petsc_vec.copy(self.x)
         disc.apply_bcs(self.x)
         # a PETSc error here is an internal error, not divergence: let it propagate so
         # that the CLI ends every rank (divergence is reported by a negative reason)
         self.snes.solve(None, self.x)
-        reason = self.snes.getConvergedReason()
-        its = self.snes.getIterationNumber()
-        lits = self.snes.getLinearSolveIterations()
+        return (self.snes.getConvergedReason(), self.snes.getIterationNumber(),
+                self.snes.getLinearSolveIterations())
+
+    def solve(self) -> StepResult:
+        """Solve from the initial guess in ``disc.u``; on success ``disc.u`` holds the result.
+
+        With a lagged Jacobian: a chord iteration with the kept matrix first, of at most
+        :data:`CHORD_MAX_IT` iterations; where it does not converge, Newton itself (a
+        Jacobian at every iteration) from the same guess.  A chord solve that needed more
+        than :data:`CHORD_REFRESH` iterations has the next step start from a new Jacobian.
+        """
+        disc = self.disc
+        if self.lagged:
+            max_it = self.snes.getTolerances()[3]
+            self.snes.setTolerances(max_it=min(CHORD_MAX_IT, max_it))
+            try:
+                reason, its, lits = self._snes_solve()
+            finally:
+                self.snes.setTolerances(max_it=max_it)
+            if reason <= 0:
+                self._jac.always = True
+                try:
+                    r2, its2, lits2 = self._snes_solve()
+                finally:
+                    self._jac.always = False
+                reason, its, lits = r2, its + its2, lits + lits2
+                self._jac.stale = True
+            elif its > CHORD_REFRESH:
+                self._jac.stale = True
+        else:
+            reason, its, lits = self._snes_solve()
         ok = reason > 0
         if ok:
             self.x.copy(disc.u.x.petsc_vec)
