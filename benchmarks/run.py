@@ -11,7 +11,9 @@ Cases (ratios, not absolute times, are the result; each ratio is measured in thi
   tme-2d run reaches; whole step versus solve-only time;
 * ``scaling``: the split 15-species 3D step on 1 and 2 ranks at 0.54 M unknowns;
 * ``memory``: bytes per unknown of tme-2d and tme-3d (peak resident memory less imports);
-* ``pypde``: Fisher-KPP travelling wave at equal accuracy against py-pde (``bench`` extra);
+* ``pypde``: the stiff tumour-oxygen system at equal accuracy against py-pde (``bench`` extra);
+* ``fisher``: scalar nonlinear Fisher-KPP in 2-D against its exact travelling wave, whole
+  process to 1e-3 and 1e-4 against py-pde (``bench`` extra; tumorpde with default settings);
 * ``biofvm``: BioFVM's 10-substrate diffusion-decay benchmark (when built: ``BIOFVM_DIR``).
 
 A case whose tool is missing is recorded as skipped with the reason.  The machine's load
@@ -35,7 +37,7 @@ import numpy as np
 
 from benchmarks.scaling import ROOT, child_env, find_mpiexec
 
-CASES = ("tme2d", "roofline", "scaling", "memory", "pypde", "biofvm")
+CASES = ("tme2d", "roofline", "scaling", "memory", "pypde", "fisher", "biofvm")
 
 
 def _child(module: str, args: list[str], ranks: int = 1, timeout: float = 1800.0) -> dict:
@@ -167,6 +169,15 @@ def case_pypde(tmp: Path, quick: bool) -> dict:
     return _child("benchmarks.pypde_case", ["--quick"] if quick else [])
 
 
+def case_fisher(tmp: Path, quick: bool) -> dict:
+    """Fisher-KPP in 2-D against py-pde at two accuracies (see benchmarks/fisher_case.py)."""
+    try:
+        import pde  # noqa: F401
+    except ImportError:
+        return {"skipped": "py-pde is not installed (pip install -e '.[bench]')"}
+    return _child("benchmarks.fisher_case", ["--quick"] if quick else [])
+
+
 def case_biofvm(tmp: Path, quick: bool) -> dict:
     """BioFVM's diffusion-decay benchmark against the same problem in tumorpde."""
     d = os.environ.get("BIOFVM_DIR")
@@ -229,6 +240,21 @@ def markdown(res: dict) -> str:
         elif "speedup" in p:
             row("py-pde, stiff tumour-oxygen system, whole process at equal error",
                 f"{p['speedup']:.1f}x", ">= 5x", p["speedup"] >= 5)
+    f = c.get("fisher")
+    if f:
+        if "skipped" in f:
+            row("py-pde, Fisher-KPP 2-D", "skipped: " + f["skipped"], ">= 5x", None)
+        for target, at in f.get("at", {}).items():
+            if "speedup" in at:
+                tp_, pp = at["tumorpde"], at["py-pde"]
+                row(f"py-pde, Fisher-KPP 2-D exact wave, whole process to error {target} "
+                    f"(tumorpde defaults {tp_['cells'][0]}x{tp_['cells'][1]}, dt {tp_['dt']:g}; "
+                    f"py-pde {pp['scheme']}/{pp['backend']} {pp['cells'][0]}x{pp['cells'][1]})",
+                    f"{at['speedup']:.1f}x ({tp_['process_s']:.1f} s vs {pp['process_s']:.1f} s)",
+                    ">= 5x", at["speedup"] >= 5)
+            elif "at" in f:
+                row(f"py-pde, Fisher-KPP 2-D, error {target}", "a tool reached no run within "
+                    "it (see results.json)", ">= 5x", None)
     b = c.get("biofvm")
     if b:
         if "skipped" in b:
@@ -318,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
                     out = case_memory(tmp, args.quick)
                 elif name == "pypde":
                     out = case_pypde(tmp, args.quick)
+                elif name == "fisher":
+                    out = case_fisher(tmp, args.quick)
                 else:
                     out = case_biofvm(tmp, args.quick)
             except Exception as exc:  # keep the other cases

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from benchmarks import run
@@ -31,3 +32,32 @@ def test_update_replaces_only_the_cases_rerun(tmp_path, monkeypatch):
     # a quick rerun cannot update a full results file
     with pytest.raises(SystemExit):
         run.main(["--only", "memory", "--update", "--quick", "--out", str(out)])
+
+
+def test_the_fisher_case_scores_runs_against_the_exact_wave_and_picks_the_cheapest():
+    from benchmarks import fisher_case as fc
+
+    x = np.linspace(fc.X0, fc.X1, 401)
+    assert fc.error(np.column_stack([x, fc.exact(x)])) == 0.0
+    off = fc.error(np.column_stack([x, 1.01 * fc.exact(x)]))
+    assert abs(off - 0.01) < 1e-12
+    runs = [{"error": 5e-4, "process_s": 3.0}, {"error": 2e-3, "process_s": 1.0},
+            {"error": 5e-5, "process_s": 9.0}, {"failed": "x"}]
+    assert fc.best(runs, 1e-3)["process_s"] == 3.0
+    assert fc.best(runs, 1e-4)["process_s"] == 9.0
+    assert fc.best(runs, 1e-6) is None
+    cfg = fc.tumorpde_config(10, 0.1)
+    assert cfg["mesh"]["cells"] == [80, 10] and "solver" not in cfg  # default settings
+
+
+def test_the_fisher_rows_of_the_table():
+    at = {"tumorpde": {"cells": [160, 20], "dt": 0.05, "process_s": 2.0},
+          "py-pde": {"scheme": "rk", "backend": "numpy", "cells": [80, 10], "process_s": 20.0},
+          "speedup": 10.0}
+    machine = {**run.machine(), "loadavg_end": [0.0, 0.0, 0.0]}
+    md = run.markdown({"machine": machine, "quick": False, "wall_s": 1.0,
+                       "cases": {"fisher": {"at": {"0.001": at,
+                                                   "0.0001": {"tumorpde": None,
+                                                              "py-pde": None}}}}})
+    assert "whole process to error 0.001" in md and "10.0x (2.0 s vs 20.0 s) | >= 5x | yes" in md
+    assert "error 0.0001 | a tool reached no run" in md
