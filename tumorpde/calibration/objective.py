@@ -174,8 +174,10 @@ class Objective:
             pf = disc.parameter_fields[f]
             a = fem.Constant(disc.domain.mesh, self.alpha[f])
             dx = ufl.dx(domain=disc.domain.mesh)
-            out[f] = (fem.form(0.5 * a * ufl.inner(ufl.grad(pf), ufl.grad(pf)) * dx),
-                      fem.form(a * ufl.inner(ufl.grad(pf), ufl.grad(ufl.TestFunction(disc.V0)))
+            out[f] = (fem.form(disc.weighted(0.5 * a * ufl.inner(ufl.grad(pf), ufl.grad(pf)))
+                               * dx),
+                      fem.form(disc.weighted(a * ufl.inner(ufl.grad(pf),
+                                                           ufl.grad(ufl.TestFunction(disc.V0))))
                                * dx))
         return out
 

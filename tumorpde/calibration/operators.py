@@ -227,7 +227,8 @@ class ObservableSamples:
                 per = disc.lower(ob.per, None, disc.u) if ob.per else None
 
             def pair(expr: Any) -> tuple[Any, Any]:
-                return fem.form(expr * dx), fem.form(ufl.derivative(expr * dx, disc.u, v))
+                form = disc.weighted(expr) * dx
+                return fem.form(form), fem.form(ufl.derivative(form, disc.u, v))
 
             num, dnum = pair(e)
             den, dden = pair(per) if per is not None else (None, None)

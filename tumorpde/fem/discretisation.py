@@ -128,7 +128,55 @@ class Discretisation:
         for name, sc in spec.scalars.items():
             self.constants[name] = fem.Constant(mesh, PETSc.ScalarType(sc.initial))
         self._indicators = self._region_indicators()
+        self._setup_weight()
         self._build_forms()
+
+    # ------------------------------------------------------------------ coordinates
+    def _setup_weight(self) -> None:
+        """The volume weight of ``mesh.coordinates`` (None for Cartesian coordinates).
+
+        ``spherical``: ``4 pi r^2``, ``cylindrical``: ``2 pi r``, with ``r = x``; every
+        integral of the forms, observables and totals carries it, so that they are the
+        integrals over the ball, disc or axisymmetric body.  Terms integrated at the
+        vertices (lumped mass, reactions) use its nodal value :attr:`nodal_weight`
+        ``W_i = int(w phi_i) / int(phi_i)``: the lumped weighted mass ``int(w phi_i)`` is
+        exact, and positive at ``r = 0``, where ``w`` itself vanishes.
+        """
+        coords = self.spec.config.mesh.coordinates
+        self.coordinates = coords
+        self.weight: Any = None
+        self.nodal_weight: Any = None
+        if coords == "cartesian":
+            return
+        r = ufl.SpatialCoordinate(self.domain.mesh)[0]
+        self.weight = 4 * ufl.pi * r**2 if coords == "spherical" else 2 * ufl.pi * r
+        lumped = self.degree == 1 and self.spec.config.discretisation.lumped_mass
+        if lumped:
+            W = fem.Function(self.V0, name="nodal_weight")
+            nloc = self.V0.dofmap.index_map.size_local
+            W.x.array[:nloc] = self.volume_mass() / self.lumped_mass()
+            W.x.scatter_forward()
+            self.nodal_weight = W
+        else:
+            self.nodal_weight = self.weight
+
+    def weighted(self, expr: Any, nodal: bool = False) -> Any:
+        """``expr`` times the volume weight (nodal: its vertex values), unchanged if Cartesian."""
+        w = self.nodal_weight if nodal else self.weight
+        return expr if w is None else w * expr
+
+    def volume_mass(self) -> np.ndarray:
+        """``int(w phi_i)`` of the owned P1 nodes, with the volume weight ``w`` (exactly
+        integrated; the lumped mass where the coordinates are Cartesian)."""
+        if self.weight is None:
+            return self.lumped_mass()
+        if self.__dict__.get("_volume_mass") is None:
+            w = fem.Function(self.V0)
+            fem.assemble_vector(w.x.array, fem.form(self.weight * ufl.TestFunction(self.V0)
+                                                    * ufl.dx(domain=self.domain.mesh)))
+            w.x.scatter_reverse(_ADD)
+            self.__dict__["_volume_mass"] = w.x.array[: self.V0.dofmap.index_map.size_local].copy()
+        return self.__dict__["_volume_mass"]
 
     @property
     def held_components(self) -> tuple[int, ...]:
@@ -242,6 +290,10 @@ class Discretisation:
         ds = ufl.Measure("ds", domain=mesh, subdomain_data=self.domain.facet_tags)
         use_edges = self.degree == 1 and spec.config.discretisation.taxis == "upwind"
         has_taxis = any(s.taxis for s in spec.species.values())
+        if has_taxis and use_edges and self.weight is not None:
+            raise ConfigError("discretisation.taxis", "'upwind' (the edge fluxes) is for "
+                              f"Cartesian coordinates; with mesh.coordinates = "
+                              f"{self.coordinates!r} use 'galerkin'")
         if has_taxis and use_edges and mesh.topology.cell_name() not in \
                 ("interval", "triangle", "tetrahedron"):
             raise ConfigError("discretisation.taxis", "'upwind' (the edge fluxes) needs "
@@ -273,21 +325,22 @@ class Discretisation:
                 return un.required_units(kind, L, T, unit, other) if spec.has_units else None
             uk, vk = self.comp(u, k), self.comp(v, k)
             udot = c0 * uk + c1 * self.comp(self.u_n, k) + c2 * self.comp(self.u_nm1, k)
-            add("mass", udot * vk * dxm)
+            add("mass", self.weighted(udot * vk, nodal=True) * dxm)
             if s.diffusion is not None:
                 D = self.lower(s.diffusion, req("diffusion"), u)
                 self.diffusion_exprs[k] = D
-                add("diffusion", D * ufl.inner(ufl.grad(uk), ufl.grad(vk)) * dx)
+                add("diffusion", self.weighted(D * ufl.inner(ufl.grad(uk), ufl.grad(vk))) * dx)
             for toward, sens in s.taxis:
                 m = spec.species[toward].index
                 S = self.lower(sens, req("sensitivity", spec.species[toward].unit), u)
                 if use_edges:
                     edge_terms.append((k, m, S))
                 else:
-                    add("taxis", -(S * ufl.inner(ufl.grad(self.comp(u, m)), ufl.grad(vk)) * dx))
+                    add("taxis", -(self.weighted(S * ufl.inner(ufl.grad(self.comp(u, m)),
+                                                               ufl.grad(vk))) * dx))
             f = self.lower(s.reaction, req("reaction"), u)
             self.reaction_exprs[k] = f
-            add("reaction", -(f * vk * dxm))
+            add("reaction", -(self.weighted(f * vk, nodal=True) * dxm))
             for bname, bc in s.boundary.items():
                 if bname not in self.domain.boundaries:
                     raise ConfigError(f"species.{name}.boundary.{bname}",
@@ -296,11 +349,11 @@ class Discretisation:
                 tag = self.domain.boundaries[bname]
                 if "flux" in bc:
                     g = self.lower(bc["flux"], req("flux"), u)
-                    add("boundary", -(g * vk * ds(tag)))
+                    add("boundary", -(self.weighted(g * vk) * ds(tag)))
                 elif "transfer" in bc:
                     h = self.lower(bc["transfer"], req("robin"), u)
                     ub = self.lower(bc["value"], req("value"), u)
-                    add("boundary", -(h * (ub - uk) * vk * ds(tag)))
+                    add("boundary", -(self.weighted(h * (ub - uk) * vk) * ds(tag)))
                 else:
                     bc_specs.append((k, tag, bc["value"], req("value")))
         self.F_ufl = F
@@ -410,7 +463,8 @@ class Discretisation:
 
     def _setup_observables(self) -> None:
         dx = ufl.dx(domain=self.domain.mesh)
-        self.total_forms = [fem.form(self.comp(self.u, k) * dx) for k in range(self.n)]
+        self.total_forms = [fem.form(self.weighted(self.comp(self.u, k)) * dx)
+                            for k in range(self.n)]
         self._observables: dict[str, tuple[str, Any, Any]] = {}
         pts = self.V0.element.interpolation_points
         for name, ob in self.spec.observables.items():
@@ -418,8 +472,9 @@ class Discretisation:
                 continue
             expr = self.lower(ob.expr, None, self.u)
             if ob.kind == "integral":
-                per = fem.form(self.lower(ob.per, None, self.u) * dx) if ob.per else None
-                self._observables[name] = ("integral", fem.form(expr * dx), per)
+                per = fem.form(self.weighted(self.lower(ob.per, None, self.u)) * dx) \
+                    if ob.per else None
+                self._observables[name] = ("integral", fem.form(self.weighted(expr) * dx), per)
             else:
                 f = fem.Function(self.V0)
                 self._observables[name] = (ob.kind, self.compile_expression(expr, pts), f)
@@ -601,7 +656,7 @@ class Discretisation:
         per species.
         """
         if self.degree == 1:
-            m = self.lumped_mass()
+            m = self.volume_mass()
             u = self.u.x.array[: len(m) * self.n].reshape(len(m), self.n)
             vals = m @ u
         else:

@@ -60,6 +60,9 @@ SCHEMES = ("backward-euler", "bdf2")
 SHAPES = ("interval", "rectangle", "box", "disk", "sphere", "file")
 #: cell types of the built-in shapes (``mesh.cell``): the simplex first (the default)
 CELL_TYPES = {"rectangle": ("triangle", "quadrilateral"), "box": ("tetrahedron", "hexahedron")}
+#: values of ``mesh.coordinates``, and the built-in shapes each applies to
+COORDINATES = {"cartesian": None, "spherical": ("interval",),
+               "cylindrical": ("interval", "rectangle")}
 MAX_CELLS = 50_000_000
 
 
@@ -552,6 +555,15 @@ def _mesh(d: dict[str, Any]) -> Mesh:
         m.cell = va.string(d["cell"], "mesh.cell", choices)
     if "origin" in d:
         m.origin = va.number_list(d["origin"], "mesh.origin", (1, 2, 3))
+    if "coordinates" in d:
+        m.coordinates = va.string(d["coordinates"], "mesh.coordinates", tuple(COORDINATES))
+        shapes = COORDINATES[m.coordinates]
+        if shapes is not None and m.shape not in shapes:
+            raise ConfigError("mesh.coordinates", f"{m.coordinates!r} needs shape = "
+                              f"{' or '.join(repr(s) for s in shapes)}, not {m.shape!r}")
+        if shapes is not None and m.origin and m.origin[0] < 0:
+            raise ConfigError("mesh.origin", f"the radial coordinate x starts at "
+                              f"{m.origin[0]:g} < 0 (mesh.coordinates = {m.coordinates!r})")
     if "radius" in d:
         m.radius = va.number(d["radius"], "mesh.radius", positive=True)
     if "center" in d:

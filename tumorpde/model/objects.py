@@ -63,6 +63,11 @@ class Mesh:
             example a strip that splits it into disconnected parts).
         cell: Cell type of a rectangle (``triangle``, the default, or ``quadrilateral``)
             or a box (``tetrahedron``, the default, or ``hexahedron``).
+        coordinates: ``cartesian`` (the default); ``spherical`` (an interval is the radius
+            of a radially symmetric ball or shell, weight ``4 pi r^2``) or ``cylindrical``
+            (an interval is the radius of a radially symmetric disc, weight ``2 pi r``; a
+            rectangle is the ``(r, z)`` half-plane of an axisymmetric body, weight
+            ``2 pi r``).  The radial coordinate is ``x`` and must be >= 0.
     """
 
     shape: str = "rectangle"
@@ -76,6 +81,7 @@ class Mesh:
     regions: dict[str, str] = field(default_factory=dict)
     boundaries: dict[str, str] = field(default_factory=dict)
     remove: str | None = None
+    coordinates: str = "cartesian"
     cell: str | None = None
 
 

@@ -327,7 +327,7 @@ class SplitJacobian:
         """
         if self._rates is not None:
             return self._rates
-        mass = self.disc.lumped_mass()
+        mass = self.disc.volume_mass()  # the weighted mass, as the transport is weighted
         rates = np.zeros(self.n)
         for k, m, _form, _varies, A in self.blocks:
             if k == m and self.nown and A is not None:

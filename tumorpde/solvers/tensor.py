@@ -108,6 +108,9 @@ def unsuitable(disc: Any) -> str | None:
     if dom.grid is None or cell not in TENSOR_CELLS:
         return ("it needs the built-in interval, or a rectangle or box with mesh.cell = "
                 "'quadrilateral' or 'hexahedron'")
+    if disc.weight is not None:
+        return (f"it is for Cartesian coordinates, not mesh.coordinates = "
+                f"{disc.coordinates!r}")
     if disc.comm.size > 1:
         return "it runs on one process only"
     if disc.degree != 1 or not disc.spec.config.discretisation.lumped_mass:
