@@ -59,6 +59,49 @@ def test_plasma_level_is_the_one_compartment_solution():
     assert plan.fractions(0.0, 3.0, 1e-9) == []
 
 
+def test_a_cycle_repeats_the_doses_until_the_end_or_a_number_of_cycles():
+    drugs = {**DRUGS, "inhibitor": {"half_life": "1 day", "every": "1 day", "doses": 3,
+                                    "cycle": "7 day"}}
+    data = interval(drugs=drugs, therapy=[{"drug": "inhibitor", "start": 1}])
+    data["time"]["end"] = 20.0
+    plan = check(load_dict(data)).plan
+    # 3 doses a day apart, every 7 days from day 1, while a cycle starts by day 20
+    np.testing.assert_allclose(plan.drugs["inhibitor"].times,
+                               [1, 2, 3, 8, 9, 10, 15, 16, 17])
+    # a therapy's own cycle and number of cycles; cycles = 1 is one course
+    data["therapy"] = [{"drug": "inhibitor", "start": 0, "cycles": 2},
+                       {"drug": "pill", "start": 0.5, "doses": 2, "cycle": "10 day",
+                        "cycles": 2}]
+    plan = check(load_dict(data)).plan
+    np.testing.assert_allclose(plan.drugs["inhibitor"].times, [0, 1, 2, 7, 8, 9])
+    np.testing.assert_allclose(plan.drugs["pill"].times, [0.5, 1.5, 10.5, 11.5])
+    data["therapy"] = [{"drug": "inhibitor", "start": 0, "cycles": 1}]
+    np.testing.assert_allclose(check(load_dict(data)).plan.drugs["inhibitor"].times, [0, 1, 2])
+    # a cycle that starts exactly at the end still counts (its first dose is a milestone)
+    data["therapy"] = [{"drug": "inhibitor", "start": 6}]
+    np.testing.assert_allclose(check(load_dict(data)).plan.drugs["inhibitor"].times,
+                               [6, 7, 8, 13, 14, 15, 20, 21, 22])
+
+
+@pytest.mark.parametrize("therapy,drug,key,words", [
+    ({"cycle": 2}, {}, "therapy[0].cycle", "not longer than its 3 doses"),
+    ({"cycles": 2}, {}, "therapy[0].cycles", "need a cycle length"),
+    ({"cycle": -1}, {}, "therapy[0].cycle", "positive"),
+    ({"cycle": "1 mm"}, {}, "therapy[0].cycle", "not a time"),
+    ({"cycle": 7, "cycles": 0}, {}, "therapy[0].cycles", "positive"),
+    ({}, {"cycles": 2}, "drugs.pill.cycles", "cycle length"),
+    ({"cycle": 1e-3, "doses": 1, "start": 0}, {}, "therapy[0].cycles", "doses in all"),
+])
+def test_bad_cycles_name_the_key(therapy, drug, key, words):
+    drugs = {**DRUGS, "pill": {**DRUGS["pill"], **drug}}
+    data = interval(drugs=drugs, therapy=[{"drug": "pill", "start": 1, **therapy}])
+    data["time"]["end"] = 200.0
+    with pytest.raises(ConfigError) as err:
+        check(load_dict(data))
+    assert err.value.key == key, str(err.value)
+    assert words in str(err.value)
+
+
 def test_drug_exposure_is_exact_whatever_the_step(mpi_tmp):
     # w' = pill: backward Euler with the step-mean level integrates the level exactly,
     # although the half-life (6 h) is much shorter than the step (0.7 day)

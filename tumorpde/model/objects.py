@@ -292,6 +292,10 @@ class Drug:
             fraction for radiotherapy).
         every: Default interval between doses.
         doses: Default number of doses.
+        cycle: Default cycle length: the ``doses`` doses, ``every`` apart, are one cycle,
+            which repeats every ``cycle`` (``None``: one course, no repetition).
+        cycles: Default number of cycles (``None`` with a ``cycle``: repeated until
+            ``time.end``).
         survival: ``fraction``: species -> surviving fraction (expression).
         description: Mechanism (documentation).
         source: Primary sources of the pharmacokinetics and the default regimen.
@@ -302,6 +306,8 @@ class Drug:
     dose: float = 1.0
     every: float | str | None = None
     doses: int = 1
+    cycle: float | str | None = None
+    cycles: int | None = None
     survival: dict[str, str] = field(default_factory=dict)
     description: str = ""
     source: str = ""
@@ -311,7 +317,9 @@ class Drug:
 class Therapy:
     """One ``[[therapy]]`` table: ``doses`` doses of ``drug`` from ``start``, ``every`` apart.
 
-    ``every``, ``doses`` and ``dose`` default to the drug's standard regimen.
+    ``every``, ``doses``, ``dose``, ``cycle`` and ``cycles`` default to the drug's standard
+    regimen: with a ``cycle``, the doses form one cycle, repeated every ``cycle`` from
+    ``start``, ``cycles`` times (until ``time.end`` when no number is given).
     """
 
     drug: str
@@ -319,6 +327,8 @@ class Therapy:
     every: float | str | None = None
     doses: int | None = None
     dose: float | None = None
+    cycle: float | str | None = None
+    cycles: int | None = None
 
 
 @dataclass

@@ -10,6 +10,8 @@ regimen of one drug in a scenario or on the command line::
     every = 14              # optional: interval (default: the drug's)
     doses = 4               # optional: number of doses (default: the drug's)
     dose = 1.0              # optional: amount per dose (default: the drug's)
+    cycle = 28              # optional: the doses form a cycle, repeated every 28 days
+    cycles = 3              # optional: how many cycles (default: until time.end)
 
 Pharmacokinetics are one-compartment with first-order elimination, so the plasma
 level is an exact, closed-form function of time:
@@ -64,9 +66,11 @@ def load_drugs(data: Any) -> dict[str, Drug]:
         drug = Drug()
         if "kind" in d:
             drug.kind = va.string(d["kind"], f"{key}.kind", KINDS)
-        for k in ("half_life", "every"):
+        for k in ("half_life", "every", "cycle"):
             if k in d:
                 setattr(drug, k, _time_like(d[k], f"{key}.{k}"))
+        if "cycles" in d:
+            drug.cycles = va.number(d["cycles"], f"{key}.cycles", positive=True, integer=True)
         if "dose" in d:
             drug.dose = va.number(d["dose"], f"{key}.dose", nonneg=True)
         if "doses" in d:
@@ -105,6 +109,10 @@ def load_therapies(data: Any) -> list[Therapy]:
             th.doses = va.number(t["doses"], f"{key}.doses", positive=True, integer=True)
         if "dose" in t:
             th.dose = va.number(t["dose"], f"{key}.dose", nonneg=True)
+        if "cycle" in t:
+            th.cycle = _time_like(t["cycle"], f"{key}.cycle")
+        if "cycles" in t:
+            th.cycles = va.number(t["cycles"], f"{key}.cycles", positive=True, integer=True)
         out.append(th)
     return out
 
@@ -226,6 +234,29 @@ class TherapyPlan:
         return self.fractions(t - 2 * tol, t, tol)
 
 
+def _cycle_starts(th: Therapy, drug: Drug, key: str, start: float, doses: int, every: float,
+                  spec: Spec) -> list[float]:
+    """The start times of a therapy's cycles (``[start]`` for one course)."""
+    raw = th.cycle if th.cycle is not None else drug.cycle
+    ckey = f"{key}.cycle" if th.cycle is not None else f"drugs.{th.drug}.cycle"
+    cycles = th.cycles if th.cycles is not None else drug.cycles
+    if raw is None:
+        if th.cycles is not None and th.cycles > 1:
+            raise ConfigError(f"{key}.cycles", f"{th.cycles} cycles need a cycle length "
+                                               f"(cycle, here or in drugs.{th.drug})")
+        return [start]
+    cycle = _to_time(raw, ckey, spec, True)
+    if cycle <= (doses - 1) * every:
+        raise ConfigError(ckey, f"a cycle of {cycle:g} is not longer than its {doses} doses "
+                          f"{every:g} apart ({(doses - 1) * every:g})")
+    if cycles is None:  # repeated until the end of the run
+        end = spec.config.time.end
+        cycles = int(math.floor((end - start) / cycle * (1 + 1e-12))) + 1 if end >= start else 1
+    if cycles * doses > MAX_DOSES:
+        raise ConfigError(f"{key}.cycles", f"more than {MAX_DOSES} doses in all")
+    return [start + i * cycle for i in range(cycles)]
+
+
 def check_therapies(spec: Spec, field_syms: set[str]) -> TherapyPlan:
     """Check ``[drugs]`` and ``[[therapy]]`` of a config and build its :class:`TherapyPlan`.
 
@@ -268,6 +299,10 @@ def check_therapies(spec: Spec, field_syms: set[str]) -> TherapyPlan:
         elif drug.doses > 1:
             raise ConfigError(f"{key}.every", f"missing: {drug.doses} default doses need an "
                                               "interval")
+        if drug.cycle is not None:
+            _to_time(drug.cycle, f"{key}.cycle", spec, True)
+        elif drug.cycles is not None:
+            raise ConfigError(f"{key}.cycles", "needs a cycle length (drugs.NAME.cycle)")
         plans[name] = plan
     times: dict[str, list[float]] = {n: [] for n in plans}
     amounts: dict[str, list[float]] = {n: [] for n in plans}
@@ -286,12 +321,14 @@ def check_therapies(spec: Spec, field_syms: set[str]) -> TherapyPlan:
         every = _to_time(every_raw, every_key, spec, True) if every_raw is not None else None
         if doses > 1 and every is None:
             raise ConfigError(f"{key}.every", f"missing: {doses} doses need an interval")
-        total += doses
+        starts = _cycle_starts(th, drug, key, start, doses, every or 0.0, spec)
+        total += doses * len(starts)
         if total > MAX_DOSES:
             raise ConfigError(f"{key}.doses", f"more than {MAX_DOSES} doses in all")
-        for j in range(doses):
-            times[th.drug].append(start + j * (every or 0.0))
-            amounts[th.drug].append(dose)
+        for c in starts:
+            for j in range(doses):
+                times[th.drug].append(c + j * (every or 0.0))
+                amounts[th.drug].append(dose)
     for n, plan in plans.items():
         order = np.argsort(np.asarray(times[n], dtype=float), kind="stable")
         plan.times = np.asarray(times[n], dtype=float)[order]
