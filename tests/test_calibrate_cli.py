@@ -170,20 +170,20 @@ def test_mcmc_samples_a_posterior_and_resumes_exactly_after_a_kill(tmp_path):
     import signal
     import time
 
-    whole = mcmc("--steps", "40", "-o", "whole", cwd=tmp_path)
+    whole = mcmc("--steps", "24", "-o", "whole", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
     rec = json.loads((tmp_path / "whole" / "calibration.json").read_text())
-    assert rec["status"] == "sampled" and rec["mcmc"]["samples"] == 8 * 35
+    assert rec["status"] == "sampled" and rec["mcmc"]["samples"] == 8 * 19
     for key in ("D", "r"):
         p = rec["parameters"][key]
         assert p["ci95"][0] < p["estimate"] < p["ci95"][1] and p["std"] > 0
     assert 0.1 < rec["mcmc"]["acceptance"] < 0.95
     with open(tmp_path / "whole" / "posterior.csv") as f:
-        assert f.readline().strip() == "D,r,log_prob" and len(f.readlines()) == 8 * 35
+        assert f.readline().strip() == "D,r,log_prob" and len(f.readlines()) == 8 * 19
     assert (tmp_path / "whole" / "corner.png").stat().st_size > 10_000
     # kill -9 once the first checkpoint exists, then the same command again
     cmd = [sys.executable, "-m", "tumorpde", "calibrate", str(SCRATCH), "--method", "mcmc",
-           "--burn", "5", *FAST, "--steps", "40", "-o", "killed"]
+           "--burn", "5", *FAST, "--steps", "24", "-o", "killed"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300
@@ -193,14 +193,14 @@ def test_mcmc_samples_a_posterior_and_resumes_exactly_after_a_kill(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (tmp_path / "killed" / "calibration.json").exists()
-    again = mcmc("--steps", "40", "-o", "killed", cwd=tmp_path)
+    again = mcmc("--steps", "24", "-o", "killed", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     resumed = json.loads((tmp_path / "killed" / "calibration.json").read_text())
-    assert 0 < resumed["mcmc"]["resumed_from_step"] < 40
+    assert 0 < resumed["mcmc"]["resumed_from_step"] < 24
     np.testing.assert_array_equal(chains(tmp_path / "killed" / "chains.npz"),
                                   chains(tmp_path / "whole" / "chains.npz"))
     # another calibration in the same directory is refused
-    other = mcmc("--steps", "40", "--walkers", "10", "-o", "killed", cwd=tmp_path)
+    other = mcmc("--steps", "24", "--walkers", "10", "-o", "killed", cwd=tmp_path)
     assert other.returncode == 2 and "different calibration" in other.stderr
 
 

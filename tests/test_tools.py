@@ -250,8 +250,9 @@ def test_report_markdown_with_snapshots(qs_run, tmp_path):
                     "## Fields at t = 0.5", "## Model", "## Versions"):
         assert section in text
     images = [line[line.index("](") + 2:-1] for line in text.splitlines() if line.startswith("![")]
+    why = [line for line in text.splitlines() if "snapshots" in line.lower()]
     assert images == ["summary_files/plots/species.png", "summary_files/snapshots/cells_t0.5.png",
-                      "summary_files/snapshots/signal_t0.5.png"]
+                      "summary_files/snapshots/signal_t0.5.png"], (why, r.stderr[-2000:])
     for rel in images:
         assert distinct_colours(tmp_path / rel) > 20
 
