@@ -110,9 +110,13 @@ def model_markdown(cfg: Config, name: str = "") -> str:
         for k, ob in cfg.observables.items():
             kind = "integral" if ob.integral is not None else \
                 "maximum" if ob.maximum is not None else \
-                "minimum" if ob.minimum is not None else "value"
+                "minimum" if ob.minimum is not None else \
+                "radius" if ob.radius is not None else "value"
             expr = getattr(ob, kind)
             text = f"{kind} of {_code(_cell(expr))}"
+            if kind == "radius":
+                text = (f"outer edge of {_code(_cell(expr))} "
+                        + (f">= {ob.above:g}" if ob.above is not None else f"< {ob.below:g}"))
             if ob.per:
                 text += f" / integral of {_code(_cell(ob.per))}"
             if ob.cumulative:

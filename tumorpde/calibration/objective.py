@@ -126,6 +126,7 @@ class Objective:
             np.asarray(scales, dtype=float)
         self.data = list(data)
         self.operators = [operator_for(problem, d) for d in self.data]
+        self._check_field_observables()
         self.times = sorted({t for op in self.operators for t in op.times} | set(times))
         self.value = np.concatenate([d.value for d in self.data]) if self.data else np.zeros(0)
         self.sigma = np.concatenate([d.sigma for d in self.data]) if self.data else np.zeros(0)
@@ -271,7 +272,11 @@ class Objective:
         w = ev.residuals / self.sigma
         for op, idx, rows, n in self._at_data(ev):
             dJ[n] = dJ.get(n, 0.0) + sens.reverse_add(op.transpose(rows, w[idx], sens.size))
-        g = sens.gradient(ev.states, dJ) * self.scales
+        g = sens.gradient(ev.states, dJ)
+        if self.names:  # parameters in the observables themselves
+            for op, idx, rows, _ in self._at_data(ev):
+                g += w[idx] @ op.parameter_derivative(rows, self.names)
+        g = g * self.scales
         parts = [g]
         for f in self.fields:
             gf = sens.field_gradient[f]
@@ -298,8 +303,29 @@ class Objective:
         for op, idx, rows, n in self._at_data(ev):
             for j in range(len(self.names)):
                 out[idx, j] = op.tangent(rows, du[n][j])
+            out[idx] += op.parameter_derivative(rows, self.names)
         self.seconds["tangent"] += time.perf_counter() - t0
         return out / self.sigma[:, None] * self.scales[None, :]
+
+    def _check_field_observables(self) -> None:
+        """Refuse data on an observable that uses a fitted field parameter itself."""
+        from tumorpde.model import expressions as ex
+
+        spec = self.problem.spec
+        for d in self.data:
+            if d.kind == "field":
+                continue
+            for name in sorted(set(d.name)):
+                ob = spec.observables.get(name)
+                if ob is None:
+                    continue
+                used = ex.symbols_of(ob.expr.expr) | \
+                    (ex.symbols_of(ob.per.expr) if ob.per is not None else set())
+                hit = sorted(used & set(self.fields))
+                if hit:
+                    raise ConfigError(d.label, f"observable {name!r} uses the fitted field "
+                                      f"parameter {hit[0]!r} itself; fit data on an "
+                                      "observable without it")
 
     def _fields_at(self, p: np.ndarray) -> None:
         """Set the field parameters as in the run at ``p``.

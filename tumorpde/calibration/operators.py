@@ -8,9 +8,11 @@ An operator binds one :class:`~tumorpde.io.data.Data` to a
   entries, before the reverse scatter that adds ghost contributions to their owners);
 * ``tangent(rows, du)``: ``d m_i / d u . du`` for a consistent (forward-scattered) ``du``.
 
-Every observation used here is linear in the state or a ratio of integrals, so these are
-exact.  :class:`FieldSamples` evaluates a species at points (the finite-element function
-itself: basis functions at the point's reference coordinates in the cell that owns it);
+Every observation used here is linear in the state, a ratio of integrals or a radius (a
+level crossing between two nodes, :mod:`tumorpde.fem.radius`), so these are exact; the
+observables' own parameters enter through ``parameter_derivative(rows, names)``.
+:class:`FieldSamples` evaluates a species at points (the finite-element function itself:
+basis functions at the point's reference coordinates in the cell that owns it);
 :class:`ObservableSamples` evaluates ``total_<species>`` and integral observables.  A
 image (an image manifest of :mod:`tumorpde.io.data`) is read as field samples at its voxel
 centres, restricted to the mesh by :func:`within_mesh`.
@@ -26,6 +28,7 @@ import numpy as np
 
 from tumorpde.compat import coordinate_element, geometry_dofmap, import_dolfinx
 from tumorpde.errors import ConfigError
+from tumorpde.fem.discretisation import is_zero
 from tumorpde.io.data import Data
 
 __all__ = ["FieldSamples", "ObservableSamples", "operator_for", "observable_columns", "within_mesh"]
@@ -189,16 +192,21 @@ class FieldSamples:
         """``dm_i/du . du`` of ``rows`` (``du`` consistent: owned and ghost values)."""
         return self.evaluate(rows, du)
 
+    def parameter_derivative(self, rows: np.ndarray, names: list[str]) -> np.ndarray:
+        """Zero: a point value depends on the parameters through the state only."""
+        return np.zeros((len(rows), len(names)))
+
 
 def observable_columns(problem: Any) -> list[str]:
     """The observable columns that data may name: species totals and integral observables."""
     spec = problem.spec
     return [f"total_{n}" for n in problem.names] + [
-        n for n, ob in spec.observables.items() if ob.kind == "integral" and not ob.cumulative]
+        n for n, ob in spec.observables.items()
+        if ob.kind in ("integral", "radius") and not ob.cumulative]
 
 
 class ObservableSamples:
-    """Scalar observables: ``total_<species>`` or an integral observable at time ``t_i``.
+    """Scalar observables: ``total_<species>``, an integral or a radius observable at ``t_i``.
 
     An observable with ``per`` is the ratio of two integrals (differentiated as one).
     """
@@ -212,11 +220,18 @@ class ObservableSamples:
         spec = problem.spec
         #: name -> (numerator, its derivative, denominator or None, its derivative)
         self.forms: dict[str, tuple[Any, Any, Any, Any]] = {}
+        #: name -> (numerator, denominator or None) as UFL, for the parameter derivatives
+        self.exprs: dict[str, tuple[Any, Any]] = {}
+        #: radius observables: name -> Radius
+        self.radii: dict[str, Any] = {}
         for name in sorted(set(data.name)):
             if name.startswith("total_") and name[6:] in problem.names:
                 e, per = disc.comp(disc.u, problem.names.index(name[6:])), None
             else:
                 ob = spec.observables.get(name)
+                if ob is not None and ob.kind == "radius" and not ob.cumulative:
+                    self.radii[name] = disc._observables[name][1]
+                    continue
                 if ob is None or ob.kind != "integral" or ob.cumulative:
                     what = "cumulative" if ob is not None and ob.cumulative else \
                         (f"a {ob.kind}" if ob is not None else "not an observable")
@@ -233,6 +248,8 @@ class ObservableSamples:
             num, dnum = pair(e)
             den, dden = pair(per) if per is not None else (None, None)
             self.forms[name] = (num, dnum, den, dden)
+            self.exprs[name] = (e, per)
+        self._dp: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     @property
     def times(self) -> list[float]:
@@ -248,6 +265,8 @@ class ObservableSamples:
         return out
 
     def _value(self, name: str) -> tuple[float, float | None]:
+        if name in self.radii:
+            return self.radii[name].value(), None
         num, _, den, _ = self.forms[name]
         a = self._scalar(num)
         if den is None:
@@ -262,6 +281,8 @@ class ObservableSamples:
 
     def _gradient(self, name: str, size: int) -> np.ndarray:
         """D m / d u of one observable as a local array (before the reverse scatter)."""
+        if name in self.radii:
+            return self.radii[name].gradient(size)
         _, dnum, den, dden = self.forms[name]
         g = self._vector(dnum, size)
         if den is not None:
@@ -286,6 +307,53 @@ class ObservableSamples:
         self.comm.Allreduce(local, glob, op=MPI.SUM)
         value = dict(zip(names, glob, strict=True))
         return np.array([value[self.data.name[i]] for i in rows])
+
+
+    def parameter_derivative(self, rows: np.ndarray, names: list[str]) -> np.ndarray:
+        """``dm_i/dp_j`` through the parameters in the observables themselves (rows x names).
+
+        Zero for species totals and for observables without those parameters; the state's
+        dependence on the parameters is the tangent's.
+        """
+        out = np.zeros((len(rows), len(names)))
+        for name in sorted({self.data.name[i] for i in rows}):
+            if name in self.radii:
+                d = self.radii[name].parameter_derivative(names)
+            else:
+                d = np.array([self._integral_dp(name, p) for p in names])
+            for r, i in enumerate(rows):
+                if self.data.name[i] == name:
+                    out[r] = d
+        return out
+
+    def _integral_dp(self, name: str, param: str) -> float:
+        """d/dp of an integral observable (a ratio differentiated as one)."""
+        from tumorpde.calibration.sensitivity import _variable_derivative
+
+        key = (name, param)
+        if key not in self._dp:
+            e, per = self.exprs[name]
+            const = self.disc.constants[param]
+            dx = ufl.dx(domain=self.disc.domain.mesh)
+
+            def form(expr: Any) -> Any:
+                d = _variable_derivative(expr, const) if expr is not None else None
+                if d is None or is_zero(d):
+                    return None
+                return fem.form(self.disc.weighted(d) * dx)
+            self._dp[key] = (form(e), form(per) if per is not None else None)
+        dnum, dden = self._dp[key]
+        if dnum is None and dden is None:
+            return 0.0
+        num, _, den, _ = self.forms[name]
+        a_p = self._scalar(dnum) if dnum is not None else 0.0
+        if den is None:
+            return a_p
+        a, b = self._scalar(num), self._scalar(den)
+        if b == 0:
+            return 0.0
+        b_p = self._scalar(dden) if dden is not None else 0.0
+        return (a_p * b - a * b_p) / b**2
 
 
 def operator_for(problem: Any, data: Data) -> FieldSamples | ObservableSamples:

@@ -166,8 +166,10 @@ class Discretisation:
         return expr if w is None else w * expr
 
     def volume_mass(self) -> np.ndarray:
-        """``int(w phi_i)`` of the owned P1 nodes, with the volume weight ``w`` (exactly
-        integrated; the lumped mass where the coordinates are Cartesian)."""
+        """``int(w phi_i)`` of the owned P1 nodes, with the volume weight ``w``.
+
+        Exactly integrated; the lumped mass where the coordinates are Cartesian.
+        """
         if self.weight is None:
             return self.lumped_mass()
         if self.__dict__.get("_volume_mass") is None:
@@ -465,13 +467,19 @@ class Discretisation:
         dx = ufl.dx(domain=self.domain.mesh)
         self.total_forms = [fem.form(self.weighted(self.comp(self.u, k)) * dx)
                             for k in range(self.n)]
+        #: name -> (kind, compiled form/expression or Radius, denominator or work function)
         self._observables: dict[str, tuple[str, Any, Any]] = {}
         pts = self.V0.element.interpolation_points
         for name, ob in self.spec.observables.items():
             if ob.kind == "value":  # global: evaluated by tumorpde.time.coupling
                 continue
             expr = self.lower(ob.expr, None, self.u)
-            if ob.kind == "integral":
+            if ob.kind == "radius":
+                from tumorpde.fem.radius import Radius
+
+                self._observables[name] = ("radius", Radius(self, name, expr, ob.level,
+                                                            ob.above), None)
+            elif ob.kind == "integral":
                 per = fem.form(self.weighted(self.lower(ob.per, None, self.u)) * dx) \
                     if ob.per else None
                 self._observables[name] = ("integral", fem.form(self.weighted(expr) * dx), per)
@@ -675,6 +683,8 @@ class Discretisation:
                 if b is not None:
                     den = self.comm.allreduce(fem.assemble_scalar(b), op=MPI.SUM)
                     val = val / den if den != 0 else 0.0
+            elif kind == "radius":
+                val = a.value()
             else:
                 b.interpolate(a)
                 arr = b.x.array[:nown]

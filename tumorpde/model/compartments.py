@@ -90,7 +90,9 @@ def observable_dims(spec: Spec) -> dict[str, ex.Dim]:
         if ob.cumulative or ob.kind == "value":
             continue
         _, d = ex.lower(ob.expr.expr, syms, ob.expr.key, ureg, build=False)
-        if ob.kind == "integral" and ureg is not None:
+        if ob.kind == "radius":  # a position on the mesh
+            d = ex.Dim(spec.length_unit if ureg is not None else None, False)
+        elif ob.kind == "integral" and ureg is not None:
             if ob.per is not None:
                 _, dp = ex.lower(ob.per.expr, syms, ob.per.key, ureg, build=False)
                 unit = d.unit / dp.unit if d.unit is not None and dp.unit is not None else None
@@ -126,9 +128,10 @@ def _check_global(expr: ex.Expr, key: str, spec: Spec, observables: bool) -> Non
     if observables:
         for name in used & set(spec.observables):
             ob = spec.observables[name]
-            if ob.cumulative or ob.kind == "value":
+            if ob.cumulative or ob.kind in ("value", "radius"):
+                what = "cumulative" if ob.cumulative else f"a {ob.kind}"
                 raise ConfigError(key, f"observable {name!r} is "
-                                       f"{'cumulative' if ob.cumulative else 'a value'}: only "
+                                       f"{what}: only "
                                        "instantaneous integrals, maxima and minima can drive a "
                                        "scalar")
 

@@ -452,10 +452,11 @@ def _observable(v: Any, key: str) -> Observable:
         return Observable(integral=str(v))
     d = va.fields(Observable, va.table(v, key), key)
     ob = Observable()
-    kinds = [k for k in ("integral", "maximum", "minimum", "value") if k in d]
+    kinds = [k for k in ("integral", "maximum", "minimum", "value", "radius") if k in d]
     if len(kinds) != 1:
-        raise ConfigError(key, "give exactly one of 'integral', 'maximum', 'minimum', 'value'")
-    for k in ("integral", "maximum", "minimum", "value", "per"):
+        raise ConfigError(key, "give exactly one of 'integral', 'maximum', 'minimum', 'value', "
+                               "'radius'")
+    for k in ("integral", "maximum", "minimum", "value", "radius", "per"):
         if k in d:
             val = d[k]
             if isinstance(val, bool) or not isinstance(val, str | int | float):
@@ -463,8 +464,19 @@ def _observable(v: Any, key: str) -> Observable:
             setattr(ob, k, str(val))
     if ob.per is not None and ob.integral is None:
         raise ConfigError(f"{key}.per", "'per' applies to an 'integral' only")
+    levels = [k for k in ("above", "below") if k in d]
+    if ob.radius is not None and len(levels) != 1:
+        raise ConfigError(key, "a radius observable needs exactly one of 'above' or 'below' "
+                               "(the level that bounds its region)")
+    if ob.radius is None and levels:
+        raise ConfigError(f"{key}.{levels[0]}", f"'{levels[0]}' applies to a 'radius' only")
+    for k in levels:
+        setattr(ob, k, va.number(d[k], f"{key}.{k}"))
     if "cumulative" in d:
         ob.cumulative = va.boolean(d["cumulative"], f"{key}.cumulative")
+        if ob.cumulative and ob.radius is not None:
+            raise ConfigError(f"{key}.cumulative", "a radius is a position, not a rate: it "
+                                                   "cannot be cumulative")
     if "description" in d:
         ob.description = va.string(d["description"], f"{key}.description")
     return ob
@@ -853,13 +865,21 @@ def _observable_spec(cfg: Config, oname: str, ob: Observable, global_syms: set[s
         raise ConfigError(ok, "clashes with a built-in column or a scalar")
     kind = "integral" if ob.integral is not None else \
         "maximum" if ob.maximum is not None else \
-        "minimum" if ob.minimum is not None else "value"
+        "minimum" if ob.minimum is not None else \
+        "radius" if ob.radius is not None else "value"
+    if kind == "radius" and cfg.mesh.shape not in ("interval", "file"):
+        raise ConfigError(f"{ok}.radius", f"a radius observable needs an interval mesh "
+                                          f"(mesh.shape is {cfg.mesh.shape!r})")
     expr = parse_term(getattr(ob, kind), f"{ok}.{kind}" if not isinstance(ob, str) else ok,
                       global_syms if kind == "value" else field_syms)
     if kind == "value" and ex.symbols_of(expr.expr) & set(ex.COORDINATES):
         raise ConfigError(f"{ok}.value", "a value observable is an expression of scalars, "
                                          "drugs, parameters and t (no coordinates)")
     per = parse_term(ob.per, f"{ok}.per", field_syms) if ob.per is not None else None
+    if kind == "radius":
+        above = ob.above is not None
+        return ObservableSpec(kind, expr, per, ob.cumulative,
+                              float(ob.above if above else ob.below), above)
     return ObservableSpec(kind, expr, per, ob.cumulative)
 
 

@@ -259,7 +259,12 @@ class Observable:
         maximum: ... or take its maximum over the mesh nodes ...
         minimum: ... or its minimum ...
         value: ... or evaluate an expression of scalar compartments, drugs, parameters
-            and ``t`` (no fields).
+            and ``t`` (no fields) ...
+        radius: ... or, on an interval mesh, the position where this expression crosses
+            the level ``above`` or ``below`` (the outer edge of the region where it is
+            ``>= above`` or ``< below``; see :mod:`tumorpde.fem.radius`).
+        above: With ``radius``: the level of a region where the expression is at or above it.
+        below: With ``radius``: the level of a region where the expression is below it.
         per: Divide the integral by the integral of this expression (an average or a
             fraction; 0 where that integral vanishes).
         cumulative: Record the time integral of the value since the start instead.
@@ -270,6 +275,9 @@ class Observable:
     maximum: str | None = None
     minimum: str | None = None
     value: str | None = None
+    radius: str | None = None
+    above: float | None = None
+    below: float | None = None
     per: str | None = None
     cumulative: bool = False
     description: str = ""

@@ -61,6 +61,9 @@ class ObservableSpec:
     expr: TermSpec
     per: TermSpec | None
     cumulative: bool
+    #: ``radius`` only: the level, and whether the region is at or above it (else below)
+    level: float | None = None
+    above: bool = True
 
 
 @dataclass

@@ -126,8 +126,10 @@ CHORD_REFRESH = 4
 
 
 class _Jacobian:
-    """The SNES Jacobian callback, assembling again only when the matrix can have changed
-    (a linear problem) or is worth assembling again (a lagged Jacobian).
+    """The SNES Jacobian callback, assembling only when the matrix may have changed.
+
+    It assembles again when the matrix can have changed (a linear problem) or is worth
+    assembling again (a lagged Jacobian).
 
     With ``constants`` (a linear problem), the matrix depends on the state not at all and
     on those constants only: while they keep their values (to round-off), the assembled
