@@ -328,7 +328,7 @@ class ObservableSamples:
 
     def _integral_dp(self, name: str, param: str) -> float:
         """d/dp of an integral observable (a ratio differentiated as one)."""
-        from tumorpde.calibration.sensitivity import _variable_derivative
+        from tumorpde.calibration.sensitivity import variable_derivative
 
         key = (name, param)
         if key not in self._dp:
@@ -337,7 +337,7 @@ class ObservableSamples:
             dx = ufl.dx(domain=self.disc.domain.mesh)
 
             def form(expr: Any) -> Any:
-                d = _variable_derivative(expr, const) if expr is not None else None
+                d = variable_derivative(expr, const) if expr is not None else None
                 if d is None or is_zero(d):
                     return None
                 return fem.form(self.disc.weighted(d) * dx)

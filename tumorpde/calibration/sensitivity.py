@@ -45,7 +45,7 @@ from tumorpde.compat import import_dolfinx
 from tumorpde.errors import ConfigError
 from tumorpde.trackers import Tracker
 
-__all__ = ["Recorder", "Sensitivity", "Snapshot", "unsupported"]
+__all__ = ["Recorder", "Sensitivity", "Snapshot", "unsupported", "variable_derivative"]
 
 import_dolfinx()
 import ufl  # noqa: E402
@@ -104,7 +104,7 @@ def unsupported(problem: Any, parameters: Sequence[str]) -> str | None:
     return None
 
 
-def _variable_derivative(expr: Any, const: Any) -> Any:
+def variable_derivative(expr: Any, const: Any) -> Any:
     """D expr / d const for a ``fem.Constant`` in a UFL expression or form."""
     var = ufl.variable(const)
     return ufl.algorithms.expand_derivatives(ufl.diff(ufl.replace(expr, {const: var}), var))
@@ -153,7 +153,7 @@ class Sensitivity:
         self.B1 = fem.form(ufl.action(dFdun, self.du))
         self.B2 = fem.form(ufl.action(dFdunm1, self.du))
         consts = [disc.constants[n] for n in self.names]
-        dFdp = [_variable_derivative(F, c) for c in consts]
+        dFdp = [variable_derivative(F, c) for c in consts]
         self.P = [fem.form(d) if not d.empty() else None for d in dFdp]
         self.PT = [fem.form(ufl.action(d, self.lam)) if not d.empty() else None for d in dFdp]
         q = ufl.TrialFunction(disc.V0)
@@ -163,7 +163,7 @@ class Sensitivity:
                    for f in self.fields}
         init = disc.initial_expression()
         pts = V.element.interpolation_points
-        self.U0 = [disc.compile_expression(_variable_derivative(init, c), pts) for c in consts]
+        self.U0 = [disc.compile_expression(variable_derivative(init, c), pts) for c in consts]
         self.A = disc.create_matrix()
         self.ksp = PETSc.KSP().create(self.comm)
         self.ksp.setType("preonly")
@@ -191,7 +191,7 @@ class Sensitivity:
                     raise ConfigError(f"parameters.{name}", "appears in a Dirichlet boundary "
                                       "value: such parameters cannot be calibrated yet")
             for name in self.names:
-                d = _variable_derivative(b.expr.ufl_expression, disc.constants[name])
+                d = variable_derivative(b.expr.ufl_expression, disc.constants[name])
                 if not isinstance(d, ufl.constantvalue.Zero):
                     raise ConfigError(f"parameters.{name}", "appears in a Dirichlet boundary "
                                       "value: such parameters cannot be calibrated yet")
