@@ -68,6 +68,27 @@ def test_circulating_cells_seed_the_lung_and_knockouts_stop_them(mpi_tmp):
         assert np.all(k[col] == 0.0), col
 
 
+def test_radiotherapy_spares_the_lung_unless_asked(mpi_tmp):
+    # one fraction at day 8 (a row before and one after it): aimed at the primary by the
+    # scenario, it leaves the lung's cancer cells as they were; region = "all" kills there too
+    drops = {}
+    for region in ("primary", "all"):
+        extra = "" if region == "primary" else ', region = "all"'
+        data = tiny(f'therapy=[{{drug = "radiotherapy", start = 8, doses = 1{extra}}}]')
+        run(load_dict(data), mpi_tmp / region)
+        s = _series(mpi_tmp / region)
+        at = np.flatnonzero(np.abs(s["t"] - 8.0) < 1e-9)
+        assert len(at) == 2
+        drops[region] = {k: s[k][at[1]] / s[k][at[0]]
+                         for k in ("primary_burden", "metastatic_burden")}
+    assert s["metastatic_burden"][at[0]] > 0
+    assert drops["primary"]["primary_burden"] < 0.9
+    assert drops["primary"]["metastatic_burden"] == 1.0
+    assert drops["all"]["metastatic_burden"] < 0.9
+    assert drops["all"]["primary_burden"] == pytest.approx(drops["primary"]["primary_burden"],
+                                                          rel=1e-12)
+
+
 @pytest.mark.subprocess
 def test_init_writes_a_runnable_metastasis_config(tmp_path):
     cli = [sys.executable, "-m", "tumorpde"]

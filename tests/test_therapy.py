@@ -142,6 +142,50 @@ def test_fractions_multiply_species_by_their_surviving_fraction(mpi_tmp):
     assert obs["total_u"][at[0]] == pytest.approx(obs["total_u"][1], rel=1e-12)
 
 
+def test_a_fraction_aimed_at_a_region_spares_the_rest_of_the_mesh(mpi_tmp):
+    # the beam's default target is the region near (cells with midpoints x < 0.5: the nodes
+    # x <= 0.5);
+    # a second therapy asks for the whole mesh; a third aims at the region `far`
+    drugs = {**DRUGS, "beam": {**DRUGS["beam"], "region": "near"}}
+    data = interval(drugs=drugs, therapy=[
+        {"drug": "beam", "start": 0.0},
+        {"drug": "beam", "start": 1.0, "region": "all"},
+        {"drug": "beam", "start": 2.0, "dose": 4.0, "region": "far"}])
+    data["mesh"]["regions"] = {"near": "x < 0.5", "far": "x > 0.7"}
+    res = run_dict(data, mpi_tmp / "run")
+    plan = res.discretisation.spec.plan
+    assert plan.drugs["beam"].regions == ["near", None, "far"]
+    disc = res.discretisation
+    x = disc.V0.tabulate_dof_coordinates()[:, 0]
+    u = disc.u.x.array
+    s2, s4 = math.exp(-0.6 - 0.12), math.exp(-1.2 - 0.48)
+    expect = s2 * np.where(x < 0.5 + 1e-12, s2, 1.0) * np.where(x > 0.7 - 1e-12, s4, 1.0)
+    np.testing.assert_allclose(u, expect, rtol=1e-12)  # ghosts too: every rank alike
+    # the exposure is the integral: total_u after the last fraction
+    obs = MPI.COMM_WORLD.bcast(read(mpi_tmp / "run").observables
+                               if MPI.COMM_WORLD.rank == 0 else None, root=0)
+    exact = s2 * (0.5 * s2 + 0.1 * (s2 + 1) / 2 + 0.1 * (1 + s4) / 2 + 0.3 * s4)
+    assert obs["total_u"][-1] == pytest.approx(exact, rel=1e-12)
+
+
+@pytest.mark.parametrize("drug,therapy,key,words", [
+    ({"beam": {"region": "lung"}}, {"drug": "beam"}, "drugs.beam.region", "unknown region 'lung'"),
+    ({}, {"drug": "beam", "region": "lung"}, "therapy[0].region", "unknown region 'lung'"),
+    ({}, {"drug": "pill", "region": "near"}, "therapy[0].region", "bolus drug"),
+    ({"pill": {"region": "near"}}, {"drug": "beam"}, "drugs.pill.region", "bolus drug"),
+    ({}, {"drug": "beam", "region": 3}, "therapy[0].region", "string"),
+    ({}, {"drug": "beam", "region": ""}, "therapy[0].region", "name of a mesh region"),
+])
+def test_bad_therapy_regions_name_the_key(tmp_path, drug, therapy, key, words):
+    drugs = {n: {**d, **drug.get(n, {})} for n, d in DRUGS.items()}
+    data = interval(drugs=drugs, therapy=[{"start": 1.0, **therapy}])
+    data["mesh"]["regions"] = {"near": "x < 0.45"}
+    with pytest.raises(ConfigError) as err:
+        run_dict(data, tmp_path / "run", MPI.COMM_SELF)
+    assert err.value.key == key, str(err.value)
+    assert words in str(err.value)
+
+
 def test_fraction_at_the_start_restarts_the_adaptive_history(mpi_tmp):
     # a fraction at t = start is a jump before the first step: the adaptive run then takes
     # the same steps as a run that starts from the surviving fraction

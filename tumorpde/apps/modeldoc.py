@@ -157,7 +157,9 @@ def _drugs(cfg: Config) -> list[str]:
     out.append("")
     for name, d in cfg.drugs.items():
         if d.survival:
-            out.append(f"Surviving fractions at each `{name}` fraction:\n")
+            where = (f" (aimed at the region `{d.region}`; elsewhere 1)"
+                     if d.region not in (None, "all") else "")
+            out.append(f"Surviving fractions at each `{name}` fraction{where}:\n")
             out.extend(f"- `{sp}`: {_code(expr)}" for sp, expr in d.survival.items())
             out.append("")
     if cfg.therapy:
@@ -170,6 +172,8 @@ def _drugs(cfg: Config) -> list[str]:
                 parts.append(f"{t.doses} doses")
             if t.dose is not None:
                 parts.append(f"dose {t.dose:g}")
+            if t.region is not None:
+                parts.append(f"region `{t.region}`")
             out.append(f"- `{t.drug}`: " + ", ".join(parts))
         out.append("")
     return out

@@ -266,6 +266,28 @@ class Discretisation:
             out[name] = chi
         return out
 
+    def region_nodes(self, region: str, key: str) -> np.ndarray:
+        """Boolean mask of the local (owned and ghost) P1 nodes of a region's cells.
+
+        A node on the region's edge belongs to it (the closure of its cells), on every
+        rank alike.
+
+        Raises:
+            ConfigError: ``region`` is not a region of the mesh (named by ``key``).
+        """
+        dom = self.domain
+        if region not in dom.regions or dom.cell_tags is None:
+            raise ConfigError(key, f"unknown region {region!r} (mesh regions: "
+                                   f"{', '.join(sorted(dom.regions)) or 'none'})")
+        cells = dom.cell_tags.indices[dom.cell_tags.values == dom.regions[region]]
+        w = fem.Function(self.V0)
+        dofs = np.asarray(self.V0.dofmap.list)[cells].ravel() if cells.size else np.zeros(0, np.int32)
+        w.x.array[dofs] = 1.0
+        w.x.scatter_reverse(_ADD)
+        w.x.array[:] = w.x.array > 0
+        w.x.scatter_forward()
+        return w.x.array > 0.5
+
     def _check_covered(self, term: TermSpec, named: Any) -> None:
         if isinstance(named, float):
             return

@@ -305,6 +305,8 @@ class Drug:
         cycles: Default number of cycles (``None`` with a ``cycle``: repeated until
             ``time.end``).
         survival: ``fraction``: species -> surviving fraction (expression).
+        region: ``fraction``: default target, a mesh region (``None`` or ``"all"``: the
+            whole mesh); a therapy's own ``region`` replaces it.
         description: Mechanism (documentation).
         source: Primary sources of the pharmacokinetics and the default regimen.
     """
@@ -317,6 +319,7 @@ class Drug:
     cycle: float | str | None = None
     cycles: int | None = None
     survival: dict[str, str] = field(default_factory=dict)
+    region: str | None = None
     description: str = ""
     source: str = ""
 
@@ -327,7 +330,9 @@ class Therapy:
 
     ``every``, ``doses``, ``dose``, ``cycle`` and ``cycles`` default to the drug's standard
     regimen: with a ``cycle``, the doses form one cycle, repeated every ``cycle`` from
-    ``start``, ``cycles`` times (until ``time.end`` when no number is given).
+    ``start``, ``cycles`` times (until ``time.end`` when no number is given).  ``region``
+    (``fraction`` drugs) restricts each fraction to a mesh region (``"all"``: the whole
+    mesh; default: the drug's ``region``).
     """
 
     drug: str
@@ -337,6 +342,7 @@ class Therapy:
     dose: float | None = None
     cycle: float | str | None = None
     cycles: int | None = None
+    region: str | None = None
 
 
 @dataclass

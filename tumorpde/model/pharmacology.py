@@ -12,6 +12,7 @@ regimen of one drug in a scenario or on the command line::
     dose = 1.0              # optional: amount per dose (default: the drug's)
     cycle = 28              # optional: the doses form a cycle, repeated every 28 days
     cycles = 3              # optional: how many cycles (default: until time.end)
+    region = "primary"      # optional, fraction drugs: the mesh region the dose reaches
 
 Pharmacokinetics are one-compartment with first-order elimination, so the plasma
 level is an exact, closed-form function of time:
@@ -32,7 +33,8 @@ no step straddles a dose.
 
 ``fraction`` drugs (radiotherapy) have no plasma level: at each dose time the
 surviving fraction of each species listed in ``survival`` multiplies that species
-(:mod:`tumorpde.time.coupling`).
+(:mod:`tumorpde.time.coupling`), on the whole mesh or on the nodes of one region's cells
+(``region``, of the therapy or the drug; the mesh resolves the name).
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def load_drugs(data: Any) -> dict[str, Drug]:
                 if isinstance(v, bool) or not isinstance(v, str | int | float):
                     raise ConfigError(f"{key}.survival.{sp}", "expected an expression string")
             drug.survival = {sp: str(v) for sp, v in surv.items()}
-        for k in ("description", "source"):
+        for k in ("description", "source", "region"):
             if k in d:
                 setattr(drug, k, va.string(d[k], f"{key}.{k}"))
         out[name] = drug
@@ -113,6 +115,8 @@ def load_therapies(data: Any) -> list[Therapy]:
             th.cycle = _time_like(t["cycle"], f"{key}.cycle")
         if "cycles" in t:
             th.cycles = va.number(t["cycles"], f"{key}.cycles", positive=True, integer=True)
+        if "region" in t:
+            th.region = va.string(t["region"], f"{key}.region")
         out.append(th)
     return out
 
@@ -151,6 +155,10 @@ class DrugPlan:
             fractions).
         times: Dose times, sorted.
         amounts: Dose amounts, in the order of ``times``.
+        regions: Target of each dose, in the order of ``times``: a mesh region name, or
+            ``None`` for the whole mesh (``fraction`` drugs only).
+        region_keys: Region name -> the config key that asked for it (for errors about
+            regions the mesh does not have).
         survival: ``fraction`` drugs: species -> parsed surviving fraction
             (:class:`tumorpde.model.spec.TermSpec`).
     """
@@ -160,6 +168,8 @@ class DrugPlan:
     elimination: float
     times: np.ndarray = field(default_factory=lambda: np.zeros(0))
     amounts: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    regions: list[str | None] = field(default_factory=list)
+    region_keys: dict[str, str] = field(default_factory=dict)
     survival: dict[str, Any] = field(default_factory=dict)
 
 
@@ -215,21 +225,24 @@ class TherapyPlan:
             out.update(float(t) for t in d.times if start < t < end)
         return sorted(out)
 
-    def fractions(self, t0: float, t1: float, tol: float) -> list[tuple[str, float]]:
-        """``fraction`` doses with ``t0 < t <= t1`` (to within ``tol``), in time order.
+    def fractions(self, t0: float, t1: float,
+                  tol: float) -> list[tuple[str, float, str | None]]:
+        """``fraction`` doses ``(drug, dose, region)`` with ``t0 < t <= t1`` (within ``tol``).
 
-        Doses of different drugs at the same time come in declaration order.
+        In time order; ``region`` None is the whole mesh.  Doses of different drugs at the
+        same time come in declaration order.
         """
         items = []
         for order, (n, d) in enumerate(self.drugs.items()):
             if d.kind != "fraction":
                 continue
-            for t, a in zip(d.times, d.amounts, strict=True):
+            regions = d.regions or [None] * d.times.size
+            for k, (t, a) in enumerate(zip(d.times, d.amounts, strict=True)):
                 if t0 + tol < t <= t1 + tol:
-                    items.append((float(t), order, n, float(a)))
-        return [(n, a) for _, _, n, a in sorted(items)]
+                    items.append((float(t), order, k, n, float(a), regions[k]))
+        return [(n, a, r) for _, _, _, n, a, r in sorted(items, key=lambda i: i[:3])]
 
-    def fractions_at(self, t: float, tol: float) -> list[tuple[str, float]]:
+    def fractions_at(self, t: float, tol: float) -> list[tuple[str, float, str | None]]:
         """``fraction`` doses at time ``t`` (to within ``tol``)."""
         return self.fractions(t - 2 * tol, t, tol)
 
@@ -278,6 +291,10 @@ def check_therapies(spec: Spec, field_syms: set[str]) -> TherapyPlan:
             if drug.survival:
                 raise ConfigError(f"{key}.survival", "only 'fraction' drugs have survival "
                                                      "fractions (set kind = 'fraction')")
+            if drug.region not in (None, "all"):
+                raise ConfigError(f"{key}.region", f"{name!r} is a bolus drug: its plasma "
+                                  "level reaches the whole mesh; a region is for 'fraction' "
+                                  "drugs (radiotherapy)")
             k = math.log(2.0) / _to_time(drug.half_life, f"{key}.half_life", spec, True)
             plan = DrugPlan(name, "bolus", k)
         else:
@@ -306,6 +323,7 @@ def check_therapies(spec: Spec, field_syms: set[str]) -> TherapyPlan:
         plans[name] = plan
     times: dict[str, list[float]] = {n: [] for n in plans}
     amounts: dict[str, list[float]] = {n: [] for n in plans}
+    regions: dict[str, list[str | None]] = {n: [] for n in plans}
     total = 0
     for i, th in enumerate(cfg.therapy):
         key = f"therapy[{i}]"
@@ -321,6 +339,7 @@ def check_therapies(spec: Spec, field_syms: set[str]) -> TherapyPlan:
         every = _to_time(every_raw, every_key, spec, True) if every_raw is not None else None
         if doses > 1 and every is None:
             raise ConfigError(f"{key}.every", f"missing: {doses} doses need an interval")
+        region = _region(th, drug, key, plans[th.drug])
         starts = _cycle_starts(th, drug, key, start, doses, every or 0.0, spec)
         total += doses * len(starts)
         if total > MAX_DOSES:
@@ -329,8 +348,26 @@ def check_therapies(spec: Spec, field_syms: set[str]) -> TherapyPlan:
             for j in range(doses):
                 times[th.drug].append(c + j * (every or 0.0))
                 amounts[th.drug].append(dose)
+                regions[th.drug].append(region)
     for n, plan in plans.items():
         order = np.argsort(np.asarray(times[n], dtype=float), kind="stable")
         plan.times = np.asarray(times[n], dtype=float)[order]
         plan.amounts = np.asarray(amounts[n], dtype=float)[order]
+        plan.regions = [regions[n][k] for k in order]
     return TherapyPlan(plans)
+
+
+def _region(th: Therapy, drug: Drug, key: str, plan: DrugPlan) -> str | None:
+    """The mesh region a therapy's doses reach (None: the whole mesh)."""
+    own = th.region is not None
+    region = th.region if own else drug.region
+    rkey = f"{key}.region" if own else f"drugs.{th.drug}.region"
+    if region is None or region == "all":
+        return None
+    if drug.kind == "bolus":
+        raise ConfigError(rkey, f"{th.drug!r} is a bolus drug: its plasma level reaches the "
+                                "whole mesh; a region is for 'fraction' drugs (radiotherapy)")
+    if not region:
+        raise ConfigError(rkey, "expected the name of a mesh region (or 'all')")
+    plan.region_keys.setdefault(region, rkey)
+    return region

@@ -60,6 +60,7 @@ class Couplings:
         # surviving fractions, compiled only for fraction drugs that are given
         self._survival: dict[str, list[tuple[int, Any]]] = {}
         self._work = fem.Function(disc.V0)
+        self._nodes: dict[str, Any] = {}  # region -> its nodes (fractions aimed at a region)
         one = self.ureg.dimensionless if self.ureg is not None else None
         pts = disc.V0.element.interpolation_points
         for name, drug in (self.plan.drugs.items() if self.plan is not None else []):
@@ -72,6 +73,9 @@ class Couplings:
                 expr = disc.lower(term, one, disc.u)
                 items.append((spec.species[species].index, disc.compile_expression(expr, pts)))
             self._survival[name] = items
+            for region in dict.fromkeys(drug.regions):  # the same order on every rank
+                if region is not None and region not in self._nodes:  # (collective)
+                    self._nodes[region] = disc.region_nodes(region, drug.region_keys[region])
 
     # ------------------------------------------------------------------ schedule
     def milestones(self, start: float, end: float) -> list[float]:
@@ -131,17 +135,23 @@ class Couplings:
             self._apply(due)
         return bool(due)
 
-    def _apply(self, due: list[tuple[str, float]]) -> None:
-        """Multiply species by their surviving fractions, one fraction after another."""
+    def _apply(self, due: list[tuple[str, float, str | None]]) -> None:
+        """Multiply species by their surviving fractions, one fraction after another.
+
+        Outside a fraction's region the factor is 1.
+        """
         disc = self.disc
         n = disc.n
-        for name, dose in due:
+        for name, dose, region in due:
             const = disc.constants[name]
             const.value = dose
             factors = []
             for k, expr in self._survival.get(name, []):
                 self._work.interpolate(expr)
-                factors.append((k, self._work.x.array.copy()))
+                fac = self._work.x.array.copy()
+                if region is not None:
+                    fac[~self._nodes[region]] = 1.0
+                factors.append((k, fac))
             const.value = 0.0
             arr = disc.u.x.array
             for k, fac in factors:
