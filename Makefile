@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 EXPERIMENTS := stroma-dependence cafs immune-polarisation stem-cell-niche metastatic-potential cohort virtual-trial
 SIZE ?= medium
 
-.PHONY: setup demo test test-serial test-mpi verify verify-quick lint clean docs experiments \
+.PHONY: setup demo test test-serial test-mpi verify verify-quick lint clean docs experiments resolution \
 	constraints image-check bench
 
 setup: $(STAMP)
@@ -53,6 +53,11 @@ verify-quick: $(STAMP)
 docs: $(STAMP)
 	$(VENV)/bin/tumorpde doc tme-2d -o docs/model.md
 	$(VENV)/bin/tumorpde doc tme-metastasis -o docs/metastasis.md
+
+# every bundled scenario at its mesh and step and 1.5 times finer: docs/resolution.md
+# (about 30 minutes on 2 cores; tme-3d and tme-metastasis take most of it)
+resolution: $(STAMP)
+	$(VENV)/bin/mpiexec -n $(NP) $(PY) -m tumorpde.verification.resolution --out docs/resolution.md
 
 # rerun every experiment of experiments/ (figures and results.json); SIZE=full|medium|small
 experiments: $(STAMP)

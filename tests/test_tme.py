@@ -38,6 +38,13 @@ def test_model_declares_the_contract():
         assert p.description and p.source, name
 
 
+def test_the_3d_scenario_states_volumes_not_areas():
+    cfg = load(find_config("tme-3d"))
+    for name, ob in cfg.observables.items():
+        assert "mm^2" not in ob.description and " area" not in ob.description, name
+    assert "mm^3" in cfg.observables["tumor_burden"].description
+
+
 def test_model_doc_is_generated_from_the_model():
     text = model_markdown(load(find_config("tme-2d")), "tme-2d")
     assert (ROOT / "docs" / "model.md").read_text() == text, \
