@@ -45,6 +45,24 @@ def test_the_3d_scenario_states_volumes_not_areas():
     assert "mm^3" in cfg.observables["tumor_burden"].description
 
 
+def test_the_tgfb_inhibitors_standard_regimen_repeats_and_lowers_cafs_at_day_60(tmp_path):
+    # 14 daily doses of a 28-day cycle, repeated until the end (Rodon et al. 2015): from day
+    # 14 of a 60-day run, courses on days 14-27 and 42-55
+    from tumorpde.apps.study import Variant, run_variants
+    from tumorpde.model.config import check
+
+    therapy = 'therapy=[{drug = "tgfb_inhibitor", start = 14}]'
+    plan = check(load(find_config("tme-2d"), [therapy])).plan
+    np.testing.assert_allclose(plan.drugs["tgfb_inhibitor"].times,
+                               [*range(14, 28), *range(42, 56)])
+    # at the end of the run, 5 days after the second course (coarse: 3x larger cells, 2-day
+    # steps), CAF density in the tumour is lower than without the drug
+    res = run_variants("tme-2d", [Variant("control"), Variant("tgfb", set=[therapy])],
+                       tmp_path, "small", ["time.end=60", "time.dt=2.0"])
+    caf = {k: v["final"]["caf_density_tumor"] for k, v in res.items()}
+    assert caf["tgfb"] < 0.95 * caf["control"], caf
+
+
 def test_model_doc_is_generated_from_the_model():
     text = model_markdown(load(find_config("tme-2d")), "tme-2d")
     assert (ROOT / "docs" / "model.md").read_text() == text, \

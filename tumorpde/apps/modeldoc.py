@@ -152,6 +152,9 @@ def _drugs(cfg: Config) -> list[str]:
         assert isinstance(d, Drug)
         regimen = f"{d.dose:g} per dose" + (f", {d.doses} doses every {_time(d.every)}"
                                              if d.doses > 1 else ", one dose")
+        if d.cycle is not None:
+            regimen += (f", a cycle every {_time(d.cycle)} "
+                        + (f"({d.cycles} cycles)" if d.cycles else "until the end of the run"))
         out.append(f"| `{name}` | {d.kind} | {_time(d.half_life)} | {_cell(regimen)} | "
                    f"{_cell(d.description)} | {_cell(d.source) or 'not given'} |")
     out.append("")
