@@ -8,7 +8,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ORDER = ["stroma-dependence", "cafs", "immune-polarisation", "stem-cell-niche",
-         "metastatic-potential", "cohort", "virtual-trial", "scratch-assay", "image-twin"]
+         "metastatic-potential", "cohort", "virtual-trial", "scratch-assay", "image-twin",
+         "spheroid"]
 
 
 def fmt(v: object) -> str:

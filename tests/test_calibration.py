@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import tumorpde as tp
-from tumorpde.calibration.fit import FitParameter, calibrate, information_criteria
+from tumorpde.calibration.fit import FitParameter, calibrate, covariance, information_criteria
 from tumorpde.calibration.objective import Objective
 from tumorpde.errors import ConfigError
 from tumorpde.io.data import Data, read_data
@@ -367,3 +367,16 @@ def test_a_failed_run_is_an_infeasible_point_not_a_crash(monkeypatch):
     bad = [s for s in fit.starts if s["objective"] is None]
     assert bad and all("failed" in s["status"] for s in bad)  # a start in the failing region
     start.destroy()
+
+
+def test_the_covariance_of_parameters_of_very_different_magnitudes_is_exact():
+    """A rate near 0.2 and an uptake near 1e7 in one fit: ``J^T J`` is ill-conditioned by
+    units alone (cond ~ 1e18 here), yet the covariance is that of the rescaled problem."""
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((40, 3))
+    scale = np.array([1.0, 1e-7, 1e3])  # d r / d p for p of magnitude 1, 1e7, 1e-3
+    jac = base * scale
+    cov, s2 = covariance(jac, rss=2.0, n=40, sigma_given=True)
+    exact = np.linalg.inv(base.T @ base) / np.outer(scale, scale)
+    np.testing.assert_allclose(cov, exact, rtol=1e-8)
+    assert s2 == 1.0

@@ -72,9 +72,14 @@ def test_metastatic_potential(tmp_path):
 
 def test_cohort_correlations(tmp_path):
     s = experiment("cohort", tmp_path, "--samples", "8")
-    assert len(s) == 6
-    for v in s.values():
-        assert -1.0 <= v["spearman_rho"] <= 1.0
+    pairs = {k: v for k, v in s.items() if isinstance(v, dict)}
+    assert len(pairs) == 5 * 2 + 2  # five predictors, two outcomes, and proliferation
+    for k, v in pairs.items():
+        assert -1.0 <= v["spearman_rho"] <= 1.0, k
+        if not k.startswith("proliferation"):
+            assert -1.0 <= v["partial_rho"] <= 1.0 and 0.0 <= v["partial_p_value"] <= 1.0, k
+    for k in (1, 2, 3, 4):
+        assert s[f"prediction_{k}"].endswith(("holds", "fails"))
     # angiogenesis early on goes with a larger tumour later (robust even with 8 tumours)
     assert s["early angiogenesis vs final burden"]["spearman_rho"] > 0.3
 
@@ -122,3 +127,22 @@ def test_image_twin_meshes_calibrates_and_forecasts_a_synthetic_patient(tmp_path
                  "forecast-measured/cells_t120.nii.gz", "calibration-control/calibration.json",
                  "visits-0-60.csv", "calibration-seeded/calibration.json"):
         assert (tmp_path / "runs" / name).is_file(), name
+
+
+def test_spheroid_calibrates_to_the_wm983b_radii_and_compares_with_greenspan(tmp_path):
+    s = experiment("spheroid", tmp_path)
+    for ob in ("outer_radius", "inhibited_radius", "necrotic_radius"):
+        # fits of days 4-10 of the 5,000-cell spheroids (radii 180-300 um): errors of the
+        # order of the spread between spheroids, not of the radii themselves
+        assert 0 < s[f"rmse_{ob}_5000"] < 80, ob
+        assert 0 < s[f"greenspan_rmse_{ob}_5000"] < 80, ob
+        assert s[f"finer_mesh_change_{ob}_5000"] < 0.1, ob
+    assert 0.05 < s["lam_5000"] < 5.0 and 6.0 < s["c_i_5000"] < 155.0
+    assert 0 < s["Q_5000"] < 1 and 10 < s["R_d_5000"] < 1000
+    for k in (1, 2, 3, 4):
+        assert s[f"prediction_{k}"].endswith(("holds", "fails"))
+    rec = json.loads((tmp_path / "runs" / "wm983b-5000" / "calibration.json").read_text())
+    assert rec["data"] == [str(tmp_path / "data" / "wm983b-5000.csv")]
+    # the radii move from one mesh interval to the next: on this coarse mesh the objective's
+    # kinks may stop the optimiser at its evaluation limit instead of its tolerances
+    assert rec["status"] in ("converged", "stopped"), rec["status"]

@@ -141,15 +141,23 @@ def latin_hypercube(n: int, low: np.ndarray, high: np.ndarray, seed: int = 0) ->
 
 
 def covariance(jac: np.ndarray, rss: float, n: int, sigma_given: bool) -> tuple[np.ndarray, float]:
-    """Gauss-Newton covariance ``s^2 (J^T J)^+`` and ``s^2`` (1 when sigma is given)."""
+    """Gauss-Newton covariance ``s^2 (J^T J)^+`` and ``s^2`` (1 when sigma is given).
+
+    The columns of ``J`` are scaled to unit norm first, ``(J^T J)^-1 = D (D J^T J D)^-1 D``:
+    parameters of very different magnitudes (a rate of 0.2 and an uptake of 1e7) make
+    ``J^T J`` ill-conditioned by their units alone, and a pseudo-inverse of it would drop
+    the small-column directions (and report intervals far too narrow for them).
+    """
     k = jac.shape[1]
     s2 = 1.0 if sigma_given else (rss / (n - k) if n > k else float("nan"))
-    jtj = jac.T @ jac
+    norms = np.linalg.norm(jac, axis=0)
+    d = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
+    jtj = (jac * d).T @ (jac * d)
     try:
-        cov = np.linalg.inv(jtj) if np.linalg.cond(jtj) < 1e14 else np.linalg.pinv(jtj)
+        inv = np.linalg.inv(jtj) if np.linalg.cond(jtj) < 1e14 else np.linalg.pinv(jtj)
     except np.linalg.LinAlgError:  # pragma: no cover
-        cov = np.linalg.pinv(jtj)
-    return s2 * cov, s2
+        inv = np.linalg.pinv(jtj)
+    return s2 * (d[:, None] * inv * d[None, :]), s2
 
 
 def information_criteria(rss: float, n: int, k: int, sigma: np.ndarray | None) -> tuple[float, float]:
