@@ -222,3 +222,22 @@ def test_data_given_on_the_command_line_replace_the_configs_own(tmp_path):
     b = json.loads((tmp_path / "given" / "calibration.json").read_text())
     assert [Path(f).name for f in a["data"]] == ["jin2016-10.csv"]
     assert b["data"] == [str(other)] and b["n_data"] == a["n_data"] == 2 * 38 * 3
+
+
+def test_the_bundled_spheroid_calibrates_against_its_bundled_data(tmp_path):
+    # `tumorpde calibrate spheroid` from any folder: the [calibration] table's data file
+    # (the 2,500-cell WM983b radii) resolves beside the bundled config
+    r = cli("calibrate", "spheroid", "--evaluate", "-q", "-o", "out", "--set", "mesh.cells=[70]",
+            "--set", "time.dt=0.2", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads((tmp_path / "out" / "calibration.json").read_text())
+    assert rec["status"] == "evaluated" and rec["n_data"] == 435
+    assert Path(rec["data"][0]).name == "wm983b-2500.csv" and Path(rec["data"][0]).is_file()
+    assert set(rec["parameters"]) == {"lam", "k_pressure", "q_max", "c_i", "mu"}
+    with open(tmp_path / "out" / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["observable"] for r in rows} == {"outer_radius", "inhibited_radius",
+                                               "necrotic_radius"}
+    outer = [abs(float(r["model"]) - float(r["value"])) for r in rows
+             if r["observable"] == "outer_radius"]
+    assert np.sqrt(np.mean(np.square(outer))) < 40.0  # the calibrated defaults: ~30 um
