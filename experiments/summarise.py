@@ -9,7 +9,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ORDER = ["stroma-dependence", "cafs", "immune-polarisation", "stem-cell-niche",
          "metastatic-potential", "cohort", "virtual-trial", "scratch-assay", "image-twin",
-         "spheroid"]
+         "spheroid", "oxygenation"]
 
 
 def fmt(v: object) -> str:

@@ -146,3 +146,16 @@ def test_spheroid_calibrates_to_the_wm983b_radii_and_compares_with_greenspan(tmp
     # the radii move from one mesh interval to the next: on this coarse mesh the objective's
     # kinks may stop the optimiser at its evaluation limit instead of its tolerances
     assert rec["status"] in ("converged", "stopped"), rec["status"]
+
+
+def test_oxygenation_reports_the_tumour_po2_against_the_measured_range(tmp_path):
+    s = experiment("oxygenation", tmp_path)
+    # small size: 24 days; pO2 between anoxia and the 38 mmHg of oxygen = 1
+    for key in ("median_tumour_pO2_day24", "median_host_pO2_day24", "min_tumour_pO2_day24"):
+        assert 0 <= s[key] <= 40, key
+    assert s["min_tumour_pO2_day24"] <= s["median_tumour_pO2_day24"]
+    assert 0 <= s["HP2.5_day24"] <= s["HP5_day24"] <= s["HP10_day24"] <= 1
+    assert s["fold_decrease_day24"] == pytest.approx(
+        s["median_host_pO2_day24"] / s["median_tumour_pO2_day24"])
+    for k in (1, 2, 3):
+        assert s[f"prediction_{k}"].endswith(("holds", "fails"))

@@ -27,8 +27,8 @@ from mpi4py import MPI
 from tumorpde.io.rundir import read_observables
 from tumorpde.model.config import apply_overrides, find_config, load_dict, parse_set, read_data
 
-__all__ = ["Variant", "SIZES", "CELL_FACTOR", "run_variants", "plot_variants", "experiment_setup",
-           "read_series"]
+__all__ = ["Variant", "SIZES", "CELL_FACTOR", "model_at_size", "run_variants",
+           "plot_variants", "experiment_setup", "read_series"]
 
 #: overrides that shrink a model for figures ("medium") and for tests ("small")
 SIZES: dict[str, list[str]] = {
@@ -57,7 +57,11 @@ class Variant:
     knockout: list[str] = field(default_factory=list)
 
 
-def _load_base(model: str, size: str, extra: Sequence[str]) -> dict[str, Any]:
+def model_at_size(model: str, size: str, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """The config table of ``model`` at an experiment size, then ``extra`` overrides.
+
+    The size scales the mesh's cells by :data:`CELL_FACTOR` and applies :data:`SIZES`.
+    """
     data = read_data(find_config(model))
     mesh, factor = data.get("mesh", {}), CELL_FACTOR[size]
     if factor != 1.0 and isinstance(mesh.get("cells"), list):
@@ -88,7 +92,7 @@ def run_variants(model: str, variants: Sequence[Variant], outdir: Path, size: st
 
     results: dict[str, Any] = {}
     for v in variants:
-        data = _load_base(model, size, extra)
+        data = model_at_size(model, size, extra)
         data = apply_overrides(data, [parse_set(s) for s in v.set])
         data.setdefault("output", {})["progress"] = False
         if v.knockout:
