@@ -227,13 +227,17 @@ def test_data_given_on_the_command_line_replace_the_configs_own(tmp_path):
 def test_the_bundled_spheroid_calibrates_against_its_bundled_data(tmp_path):
     # `tumorpde calibrate spheroid` from any folder: the [calibration] table's data file
     # (the 2,500-cell WM983b radii) resolves beside the bundled config
-    r = cli("calibrate", "spheroid", "--evaluate", "-q", "-o", "out", "--set", "mesh.cells=[70]",
+    r = cli("calibrate", "spheroid", "--evaluate", "-o", "out", "--set", "mesh.cells=[70]",
             "--set", "time.dt=0.2", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     rec = json.loads((tmp_path / "out" / "calibration.json").read_text())
     assert rec["status"] == "evaluated" and rec["n_data"] == 435
     assert Path(rec["data"][0]).name == "wm983b-2500.csv" and Path(rec["data"][0]).is_file()
     assert set(rec["parameters"]) == {"lam", "k_pressure", "q_max", "c_i", "mu"}
+    # the mobility is not identified by radii (its interval reaches below 0): said so
+    assert rec["parameters"]["lam"]["identified"] and rec["parameters"]["c_i"]["identified"]
+    assert not rec["parameters"]["k_pressure"]["identified"]
+    assert "intervals of k_pressure" in r.stdout + r.stderr and "--profile" in r.stdout + r.stderr
     with open(tmp_path / "out" / "predictions.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert {r["observable"] for r in rows} == {"outer_radius", "inhibited_radius",

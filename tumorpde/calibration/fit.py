@@ -103,6 +103,8 @@ class Fit:
             return float(v) if math.isfinite(v) else None
 
         params = {p.key: {"estimate": float(e), "std": num(s), "ci95": [num(lo), num(hi)],
+                          "identified": bool(math.isfinite(lo) and math.isfinite(hi)
+                                             and p.low <= lo and hi <= p.high),
                           "bounds": [p.low, p.high], "parameter": p.name, "unit": p.unit}
                   for p, e, s, (lo, hi) in zip(self.parameters, self.estimate, self.std,
                                                self.ci95, strict=True)}
