@@ -49,10 +49,11 @@ verify: $(STAMP)
 verify-quick: $(STAMP)
 	$(PY) -m tumorpde.verification --quick --out out/verification-quick/verification.md
 
-# regenerate docs/model.md and docs/metastasis.md from the models (tests check they are up to date)
+# regenerate docs/model.md, docs/metastasis.md and docs/spheroid.md from the models (tests check they are up to date)
 docs: $(STAMP)
 	$(VENV)/bin/tumorpde doc tme-2d -o docs/model.md
 	$(VENV)/bin/tumorpde doc tme-metastasis -o docs/metastasis.md
+	$(VENV)/bin/tumorpde doc spheroid -o docs/spheroid.md
 
 # every bundled scenario at its mesh and step and 1.5 times finer: docs/resolution.md
 # (about 30 minutes on 2 cores; tme-3d and tme-metastasis take most of it)

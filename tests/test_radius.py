@@ -148,3 +148,14 @@ def test_bad_radius_observables_are_refused(changes, message):
     cfg.update(changes)
     with pytest.raises(ConfigError, match=message):
         tp.Problem(cfg).destroy()
+
+
+def test_spheroid_doc_is_generated_from_the_scenario():
+    from pathlib import Path
+
+    from tumorpde.apps.modeldoc import model_markdown
+    from tumorpde.model.config import find_config, load
+
+    text = model_markdown(load(find_config("spheroid")), "spheroid")
+    doc = Path(__file__).resolve().parents[1] / "docs" / "spheroid.md"
+    assert doc.read_text() == text, "docs/spheroid.md is stale: run `make docs`"
