@@ -63,6 +63,8 @@ def test_report_of_two_runs(mpi_tmp):
     text = out.read_text()
     assert "| `quickstart` | 40x20 cells, dt 0.05 | 60x30 cells, dt 0.03333 |" in text
     assert "| `total_cells` |" in text
+    # the report names the command that reproduces it, not where it was written
+    assert "`python -m tumorpde.verification.resolution quickstart --set time.end=0.5`" in text
 
 
 def test_bad_factor_is_one_line(capsys):

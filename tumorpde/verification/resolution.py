@@ -226,8 +226,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"tumorpde: error: {exc}", file=sys.stderr)
         return 2
     if comm.rank == 0:
-        cmd = "python -m tumorpde.verification.resolution " + " ".join(
-            sys.argv[1:] if argv is None else list(argv))
+        # the command that reproduces the report (where it is written does not matter)
+        parts = [] if list(args.scenarios) == DEFAULT_SCENARIOS else list(args.scenarios)
+        parts += [] if args.factor == 1.5 else [f"--factor {args.factor:g}"]
+        parts += [f"--set {s}" for s in args.sets]
+        cmd = "python -m tumorpde.verification.resolution " + " ".join(parts)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(markdown(results, cmd.strip()))
         args.out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
