@@ -37,6 +37,11 @@ def test_stroma_dependence(tmp_path):
     assert s["vascularised_late_growth_rate_no_angiogenesis"] > 0.02
     assert (s["vascularised_burden_ratio_angiogenesis_over_none"]
             < 0.5 * s["burden_ratio_angiogenesis_over_none"])
+    # beds of physiological pO2: a denser bed holds more oxygen and needs angiogenesis less
+    p = [s[f"stroma_{k}mmHg_final_pO2"] for k in (26, 30, 34)]
+    r = [s[f"stroma_{k}mmHg_burden_ratio_angiogenesis_over_none"] for k in (26, 30, 34)]
+    assert 15 < p[0] < p[1] < p[2] < 38 and r[0] > r[1] > r[2] > 1.0
+    assert s["prediction_physiological_stroma"].endswith(("holds", "fails"))
 
 
 def test_cafs_accelerate_growth_and_invasion(tmp_path):
