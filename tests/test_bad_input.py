@@ -243,6 +243,13 @@ CASES += [
          _all(_no_units, _set("species.cells.diffusion", "1/(x - x)"))),
     Case("solver-unknown-type", ["solver.snes_type", "nosuch"], _set("solver.snes_type", "nosuch")),
 ]
+# a radiotherapy aimed at a region the mesh does not have: by `run` and by `check`
+BEAM = {"kind": "fraction", "dose": 2.0, "survival": {"cells": "exp(-0.3*beam)"}}
+for command in ("run", "check"):
+    CASES.append(Case(f"{command}-therapy-unknown-region", ["therapy[0].region", "lung"],
+                      _all(_set("drugs.beam", BEAM),
+                           _set("therapy", [{"drug": "beam", "start": 0.1, "region": "lung"}])),
+                      command=command))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

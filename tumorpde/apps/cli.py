@@ -429,10 +429,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
     from tumorpde.simulation import prepare
+    from tumorpde.time.coupling import Couplings
 
     path, cfg = _load(args)
     spec, domain, disc = prepare(cfg, MPI.COMM_WORLD)
     disc.set_initial()
+    Couplings(disc)  # surviving fractions and the regions therapies aim at
     _say(f"{path}: ok — {len(spec.names)} species ({', '.join(spec.names)}), "
          f"{domain.num_cells_global()} cells, "
          f"{disc.V.dofmap.index_map.size_global * disc.n} unknowns, P{disc.degree}, "
