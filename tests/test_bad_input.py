@@ -243,6 +243,8 @@ CASES += [
          _all(_no_units, _set("species.cells.diffusion", "1/(x - x)"))),
     Case("solver-unknown-type", ["solver.snes_type", "nosuch"], _set("solver.snes_type", "nosuch")),
 ]
+CASES.append(Case("calibration-max-evaluations", ["calibration.max_evaluations", "at least 2"],
+                  _set("calibration.max_evaluations", 1), command="check"))
 # a radiotherapy aimed at a region the mesh does not have: by `run` and by `check`
 BEAM = {"kind": "fraction", "dose": 2.0, "survival": {"cells": "exp(-0.3*beam)"}}
 for command in ("run", "check"):

@@ -245,3 +245,13 @@ def test_the_bundled_spheroid_calibrates_against_its_bundled_data(tmp_path):
     outer = [abs(float(r["model"]) - float(r["value"])) for r in rows
              if r["observable"] == "outer_radius"]
     assert np.sqrt(np.mean(np.square(outer))) < 40.0  # the calibrated defaults: ~30 um
+
+
+def test_max_evaluations_stops_each_start_where_it_is(tmp_path):
+    r = cli("calibrate", str(SCRATCH), *FAST, "--starts", "1", "--set",
+            "calibration.max_evaluations=3", "-o", "out", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads((tmp_path / "out" / "calibration.json").read_text())
+    assert rec["status"] == "stopped" and "maximum number of function evaluations" in \
+        rec["starts"][0]["status"]
+    assert rec["evaluations"] <= 3 + 2  # the start's runs and the final evaluation

@@ -229,6 +229,7 @@ def run_calibration(config_arg: str, data: Sequence[str], fit: Sequence[str], *,
             "checkpoint": outdir / "chains.npz"}
     result = calibrate(problem, datasets, params, until=until, starts=starts, seed=seed,
                        evaluate_only=evaluate, regularisation=alpha, profile=profile,
+                       max_evaluations=cal.max_evaluations if cal is not None else 200,
                        method=method, mcmc=opts, world=comm)
     if comm.rank == 0:
         outdir.mkdir(parents=True, exist_ok=True)

@@ -276,7 +276,7 @@ def _crossings(grid: np.ndarray, prof: np.ndarray, centre: float) -> list[float 
 
 
 def _least_squares(objective: Objective, x0: np.ndarray, low: np.ndarray, high: np.ndarray,
-                   tol: float) -> tuple[np.ndarray, float, str]:
+                   tol: float, max_evaluations: int = 200) -> tuple[np.ndarray, float, str]:
     from scipy.optimize import least_squares
 
     res = _Residuals(objective)
@@ -285,7 +285,7 @@ def _least_squares(objective: Objective, x0: np.ndarray, low: np.ndarray, high: 
         return x0, float("inf"), f"the run at the start failed ({objective.evaluate(x0).message})"
     del r0
     out = least_squares(res.r, x0, jac=res.jac, bounds=(low, high), method="trf",
-                        x_scale="jac", ftol=tol, xtol=tol, gtol=tol, max_nfev=200)
+                        x_scale="jac", ftol=tol, xtol=tol, gtol=tol, max_nfev=max_evaluations)
     ev = objective.evaluate(out.x)
     if not ev.ok:  # pragma: no cover - the optimiser ends at an accepted point
         return out.x, float("inf"), ev.message
@@ -294,7 +294,7 @@ def _least_squares(objective: Objective, x0: np.ndarray, low: np.ndarray, high: 
 
 def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParameter], *,
               until: float | None = None, starts: int = 3, seed: int = 0,
-              evaluate_only: bool = False, tol: float = 1e-10,
+              evaluate_only: bool = False, tol: float = 1e-10, max_evaluations: int = 200,
               regularisation: dict[str, float] | None = None, profile: int = 0,
               method: str = "lsq", mcmc: dict[str, Any] | None = None,
               world: Any = None) -> Fit:
@@ -310,6 +310,8 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
         evaluate_only: Evaluate objective, gradient and uncertainty at the config's values
             without optimising.
         tol: Tolerances of the least-squares solver.
+        max_evaluations: Forward runs each least-squares start may take; a start that
+            reaches it ends ``stopped`` at its best point.
         regularisation: Field parameter -> alpha of its smoothness penalty
             ``alpha/2 int |grad p|^2``.  With a field parameter among ``parameters`` the
             fit is a bounded quasi-Newton minimisation (L-BFGS-B) with the adjoint
@@ -341,7 +343,8 @@ def calibrate(problem: Any, data: Sequence[Data], parameters: Sequence[FitParame
     fitted_mask, fit_data = _fitted_rows(problem, data, until)
     obj = Objective(problem, fit_data, names, times=full.times, scales=scales)
     sigma_given = any(("sigma" in d.columns) for d in fit_data)
-    best_x, best_f, status, runs = _search(obj, x0, low, high, starts, seed, tol, evaluate_only)
+    best_x, best_f, status, runs = _search(obj, x0, low, high, starts, seed, tol, evaluate_only,
+                                           max_evaluations)
     k = len(names)
     nan = np.full(k, np.nan)
     fit = Fit(status, list(parameters), best_x, best_f, obj.n_data, nan, nan,
@@ -385,7 +388,7 @@ def _check_bounds(parameters: Sequence[FitParameter], x0: Sequence[float]) -> No
 
 
 def _search(obj: Objective, x0: np.ndarray, low: np.ndarray, high: np.ndarray, starts: int,
-            seed: int, tol: float, evaluate_only: bool
+            seed: int, tol: float, evaluate_only: bool, max_evaluations: int = 200
             ) -> tuple[np.ndarray, float, str, list[dict[str, Any]]]:
     """The best least-squares optimum over the starts (or the start alone, evaluated)."""
     runs: list[dict[str, Any]] = []
@@ -398,7 +401,7 @@ def _search(obj: Objective, x0: np.ndarray, low: np.ndarray, high: np.ndarray, s
     best_x, best_f, status = x0, float("inf"), "failed"
     points = np.vstack([x0[None, :], latin_hypercube(starts - 1, low, high, seed)])
     for x in points:
-        xs, f, msg = _least_squares(obj, x, low, high, tol)
+        xs, f, msg = _least_squares(obj, x, low, high, tol, max_evaluations)
         runs.append({"start": x.tolist(), "estimate": xs.tolist(),
                      "objective": f if math.isfinite(f) else None, "status": msg})
         if math.isfinite(f) and f < best_f:

@@ -433,6 +433,12 @@ def _calibration(d: dict[str, Any]) -> Calibration:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ConfigError("calibration.starts", f"expected a positive integer, got {n!r}")
         c.starts = n
+    if "max_evaluations" in d:
+        n = d["max_evaluations"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+            raise ConfigError("calibration.max_evaluations",
+                              f"expected an integer of at least 2, got {n!r}")
+        c.max_evaluations = n
     if "regularise" in d:
         reg = va.table(d["regularise"], "calibration.regularise")
         c.regularise = {k: va.number(v, f"calibration.regularise.{k}", nonneg=True)

@@ -382,6 +382,8 @@ class Calibration:
         method: ``"lsq"`` (bounded least squares).
         starts: Number of least-squares starts (the config's values, then a Latin
             hypercube within the bounds; default 3).
+        max_evaluations: Forward runs each least-squares start may take (default 200);
+            a start that reaches it ends ``stopped``.
         regularise: Field parameter key -> ``alpha`` of the smoothness penalty
             ``alpha/2 int |grad p|^2 dx`` of a fitted field.
     """
@@ -391,6 +393,7 @@ class Calibration:
     until: float | None = None
     method: str = "lsq"
     starts: int = 3
+    max_evaluations: int = 200
     regularise: dict[str, float] = field(default_factory=dict)
 
 
