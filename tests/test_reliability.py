@@ -29,8 +29,10 @@ from tumorpde.io.rundir import read, read_observables
 
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 CLI = [sys.executable, "-m", "tumorpde"]
-SMALL = ["--set", "mesh.cells=[10,10]", "--set", "time.end=32", "--set", "time.output_every=4",
-         "-q"]
+# 128 steps with a checkpoint every 4 days (16 steps): the interrupting tests wait for the
+# first checkpoint and still have most of the run ahead of them on a fast machine
+SMALL = ["--set", "mesh.cells=[10,10]", "--set", "time.end=32", "--set", "time.dt=0.25",
+         "--set", "time.output_every=4", "--set", "output.checkpoint_every=4", "-q"]
 
 
 def command(ranks: int, *args: str) -> list[str]:
@@ -62,8 +64,8 @@ def wait_for(outdir: Path, min_rows: int, proc: subprocess.Popen, timeout: float
         seen.setdefault(rows(outdir), time.time())
         time.sleep(0.02)
     seen.setdefault(rows(outdir), time.time())
-    n = max(seen)
-    return (seen[n] - seen.get(n - 2, t0)) / 2
+    k1, k2 = sorted(seen)[-2:] if len(seen) > 1 else (0, max(seen))
+    return (seen[k2] - seen.get(k1, t0)) / max(k2 - k1, 1)
 
 
 def readable(outdir: Path) -> int:
@@ -118,7 +120,7 @@ def reference(tmp_path_factory) -> dict[int, Path]:
 def interrupt_and_resume(tmp_path: Path, ranks: int, sig: int, resume_ranks: int) -> Path:
     outdir = tmp_path / "run"
     proc = start(ranks, "run", "tme-2d", "-o", str(outdir), *SMALL)
-    per_row = wait_for(outdir, 4, proc)  # of 33 rows (one per step)
+    per_row = wait_for(outdir, 4, proc)  # of 129 rows (one per step)
     t0 = time.time()
     if sig == signal.SIGKILL:
         # any moment, not just after a row, and long before the end on a fast machine too
