@@ -44,24 +44,19 @@ DEFAULT_SCENARIOS = ["quickstart", "fisher-kpp", "keller-segel", "spheroid", "tm
                      "tme-metastasis", "tme-3d"]
 
 
-def refine_settings(cfg: Any, factor: float) -> list[str] | None:
-    """``--set`` overrides that refine a loaded config by ``factor`` (None: a mesh file)."""
+def _refined(cfg: Any, factor: float) -> tuple[list[int], float] | None:
+    """``(cells, dt)`` of a loaded config refined by ``factor`` (None: a mesh file)."""
     if not cfg.mesh.cells:
         return None
-    cells = [max(1, round(c * factor)) for c in cfg.mesh.cells]
-    sets = [f"mesh.cells={cells!r}", f"time.dt={cfg.time.dt / factor!r}"]
-    return sets
+    return [max(1, round(c * factor)) for c in cfg.mesh.cells], cfg.time.dt / factor
 
 
-def output_times(cfg: Any) -> np.ndarray:
-    """The output times of a config: ``start + k*output_every`` up to ``end``, and the end."""
-    tc = cfg.time
-    every = tc.output_every if tc.output_every else (tc.end - tc.start) / 10
-    n = int(math.floor((tc.end - tc.start) / every * (1 + 1e-12)))
-    times = tc.start + every * np.arange(n + 1)
-    if tc.end - times[-1] > 1e-9 * max(1.0, abs(tc.end)):
-        times = np.append(times, tc.end)
-    return times
+def refine_settings(cfg: Any, factor: float) -> list[str] | None:
+    """``--set`` overrides that refine a loaded config by ``factor`` (None: a mesh file)."""
+    fine = _refined(cfg, factor)
+    if fine is None:
+        return None
+    return [f"mesh.cells={fine[0]!r}", f"time.dt={fine[1]!r}"]
 
 
 def _at(obs: dict[str, Any], times: np.ndarray) -> dict[str, np.ndarray]:
@@ -96,16 +91,19 @@ def compare(coarse: dict[str, np.ndarray], fine: dict[str, np.ndarray]) -> dict[
     return out
 
 
-def _run(name: str, sets: Sequence[str], comm: MPI.Comm) -> tuple[dict[str, Any], float]:
+def _run(name: str, sets: Sequence[str],
+         comm: MPI.Comm) -> tuple[dict[str, Any], np.ndarray, float]:
+    """The observables of a run, its output times and the seconds it took."""
     import tumorpde as tp
 
     t0 = time.perf_counter()
     p = tp.Problem(tp.load(name, [*sets, "output.progress=false"]), comm)
     try:
         obs = p.solve().observables
+        times = np.asarray(p.output_times())
     finally:
         p.destroy()
-    return obs, time.perf_counter() - t0
+    return obs, times, time.perf_counter() - t0
 
 
 def study(scenarios: Sequence[str], factor: float = 1.5, extra: Sequence[str] = (),
@@ -125,25 +123,24 @@ def study(scenarios: Sequence[str], factor: float = 1.5, extra: Sequence[str] = 
     results: dict[str, Any] = {}
     for name in scenarios:
         cfg = tp.load(name, list(extra))
-        sets = refine_settings(cfg, factor)
+        refined = _refined(cfg, factor)
         entry: dict[str, Any] = {"factor": factor, "overrides": list(extra)}
-        if sets is None:
+        if refined is None:
             entry["status"] = "not refined: the mesh is a file (no [mesh] cells)"
             results[name] = entry
             continue
         entry.update({"cells": list(cfg.mesh.cells), "dt": cfg.time.dt,
-                      "fine_cells": [max(1, round(c * factor)) for c in cfg.mesh.cells],
-                      "fine_dt": cfg.time.dt / factor})
-        times = output_times(cfg)
+                      "fine_cells": refined[0], "fine_dt": refined[1]})
         try:
-            coarse, s0 = _run(name, list(extra), comm)
-            fine, s1 = _run(name, [*extra, *sets], comm)
+            coarse, times, s0 = _run(name, list(extra), comm)
+            fine, _, s1 = _run(name, [*extra, *refine_settings(cfg, factor)], comm)
         except SolverError as exc:
             entry["status"] = f"failed: {exc}"
             results[name] = entry
             if log:
                 log(f"{name}: failed ({exc})")
             continue
+        entry["times"] = times.tolist()
         entry["observables"] = compare(_at(coarse, times), _at(fine, times))
         entry["seconds"] = [s0, s1]
         worst = max((v["change"] for v in entry["observables"].values()), default=0.0)
