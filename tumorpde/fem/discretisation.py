@@ -237,11 +237,8 @@ class Discretisation:
         for (region, expr), f in zip(term.regions.items(), factors, strict=True):
             if region == "default":
                 continue
-            if region not in self._indicators:
-                raise ConfigError(f"{term.key}.{region}", f"unknown region {region!r} "
-                                  f"(mesh regions: {', '.join(sorted(self.domain.regions)) or 'none'})")
+            chi = self.region_indicator(region, f"{term.key}.{region}")
             v, _ = ex.lower(expr, syms, f"{term.key}.{region}", ureg)
-            chi = self._indicators[region]
             out = out + chi * v * f
             named = named + chi
         if "default" in term.regions:
@@ -266,23 +263,29 @@ class Discretisation:
             out[name] = chi
         return out
 
-    def region_nodes(self, region: str, key: str) -> np.ndarray:
-        """Boolean mask of the local (owned and ghost) P1 nodes of a region's cells.
-
-        A node on the region's edge belongs to it (the closure of its cells), on every
-        rank alike.
+    def region_indicator(self, region: str, key: str) -> Any:
+        """The cell-wise (DG0) indicator of a named region, on owned and ghost cells.
 
         Raises:
             ConfigError: ``region`` is not a region of the mesh (named by ``key``).
         """
-        dom = self.domain
-        if region not in dom.regions or dom.cell_tags is None:
+        if region not in self._indicators:
             raise ConfigError(key, f"unknown region {region!r} (mesh regions: "
-                                   f"{', '.join(sorted(dom.regions)) or 'none'})")
-        cells = dom.cell_tags.indices[dom.cell_tags.values == dom.regions[region]]
+                                   f"{', '.join(sorted(self.domain.regions)) or 'none'})")
+        return self._indicators[region]
+
+    def region_nodes(self, region: str, key: str) -> np.ndarray:
+        """Boolean mask of the local (owned and ghost) P1 nodes of a region's cells.
+
+        A node on the region's edge belongs to it (the closure of its cells), on every
+        rank alike (collective).
+
+        Raises:
+            ConfigError: ``region`` is not a region of the mesh (named by ``key``).
+        """
+        cells = np.flatnonzero(self.region_indicator(region, key).x.array > 0.5)
         w = fem.Function(self.V0)
-        dofs = np.asarray(self.V0.dofmap.list)[cells].ravel() if cells.size else np.zeros(0, np.int32)
-        w.x.array[dofs] = 1.0
+        w.x.array[np.asarray(self.V0.dofmap.list)[cells].ravel()] = 1.0
         w.x.scatter_reverse(_ADD)
         w.x.array[:] = w.x.array > 0
         w.x.scatter_forward()
