@@ -483,8 +483,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         for p, e, (lo, hi) in zip(fit.parameters, fit.estimate, fit.ci95, strict=True))
     _say(f"tumorpde: calibration {fit.status}: objective {fit.objective:.6g} on {fit.n_data} "
          f"data rows, {est} -> {res.outdir}")
-    loose = [p.key for p, (lo, hi) in zip(fit.parameters, fit.ci95, strict=True)
-             if p.name not in fit.fields and not (p.low <= lo and hi <= p.high)]
+    loose = [p.key for p, ok in zip(fit.parameters, fit.identified(), strict=True)
+             if p.name not in fit.fields and not ok]
     if loose:
         _say(f"tumorpde: note: the 95 % intervals of {', '.join(loose)} reach past their bounds "
              "(or are undefined): these data do not identify them (`--profile N` gives "

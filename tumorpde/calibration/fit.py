@@ -97,17 +97,21 @@ class Fit:
     #: the noise variance used in it (1 with sigma given)
     noise_variance: float = float("nan")
 
+    def identified(self) -> list[bool]:
+        """Per parameter: its 95 % interval is finite and lies inside its bounds."""
+        return [bool(math.isfinite(lo) and math.isfinite(hi) and p.low <= lo and hi <= p.high)
+                for p, (lo, hi) in zip(self.parameters, self.ci95, strict=True)]
+
     def to_json(self, **extra: Any) -> dict[str, Any]:
         """The ``calibration.json`` record."""
         def num(v: float) -> float | None:
             return float(v) if math.isfinite(v) else None
 
         params = {p.key: {"estimate": float(e), "std": num(s), "ci95": [num(lo), num(hi)],
-                          "identified": bool(math.isfinite(lo) and math.isfinite(hi)
-                                             and p.low <= lo and hi <= p.high),
-                          "bounds": [p.low, p.high], "parameter": p.name, "unit": p.unit}
-                  for p, e, s, (lo, hi) in zip(self.parameters, self.estimate, self.std,
-                                               self.ci95, strict=True)}
+                          "identified": ok, "bounds": [p.low, p.high], "parameter": p.name,
+                          "unit": p.unit}
+                  for p, e, s, (lo, hi), ok in zip(self.parameters, self.estimate, self.std,
+                                                   self.ci95, self.identified(), strict=True)}
         for p in self.parameters:
             if p.name in self.fields:
                 v = self.fields[p.name] / p.scale
