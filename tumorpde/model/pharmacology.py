@@ -292,9 +292,7 @@ def check_therapies(spec: Spec, field_syms: set[str]) -> TherapyPlan:
                 raise ConfigError(f"{key}.survival", "only 'fraction' drugs have survival "
                                                      "fractions (set kind = 'fraction')")
             if drug.region not in (None, "all"):
-                raise ConfigError(f"{key}.region", f"{name!r} is a bolus drug: its plasma "
-                                  "level reaches the whole mesh; a region is for 'fraction' "
-                                  "drugs (radiotherapy)")
+                raise _bolus_region(name, f"{key}.region")
             k = math.log(2.0) / _to_time(drug.half_life, f"{key}.half_life", spec, True)
             plan = DrugPlan(name, "bolus", k)
         else:
@@ -365,9 +363,13 @@ def _region(th: Therapy, drug: Drug, key: str, plan: DrugPlan) -> str | None:
     if region is None or region == "all":
         return None
     if drug.kind == "bolus":
-        raise ConfigError(rkey, f"{th.drug!r} is a bolus drug: its plasma level reaches the "
-                                "whole mesh; a region is for 'fraction' drugs (radiotherapy)")
+        raise _bolus_region(th.drug, rkey)
     if not region:
         raise ConfigError(rkey, "expected the name of a mesh region (or 'all')")
     plan.region_keys.setdefault(region, rkey)
     return region
+
+
+def _bolus_region(drug: str, key: str) -> ConfigError:
+    return ConfigError(key, f"{drug!r} is a bolus drug: its plasma level reaches the whole "
+                            "mesh; a region is for 'fraction' drugs (radiotherapy)")
