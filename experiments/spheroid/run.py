@@ -65,8 +65,7 @@ BROWNING = {
     "10000": {"day": 18, "Q": [0.771, 0.736, 0.803], "R_c": [144.7, 133.9, 155.8],
               "gamma": [0.657, 0.567, 0.753]},
 }
-# Greenspan-scale constants of the scenario (fixed, literature: tumorpde doc spheroid)
-D_O, C_MEDIUM, C_N = 1e5 * 1440.0, 160.0, 5.0
+CONFIG = HERE.parents[1] / "tumorpde" / "examples" / "spheroid.toml"
 
 
 def source_dir() -> Path:
@@ -121,9 +120,14 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
 
 
 def greenspan_scale(q_max: float, c_i: float) -> tuple[float, float]:
-    """``(R_d, Q)`` of the scenario's oxygen parameters."""
-    return (math.sqrt(6 * D_O * (C_MEDIUM - C_N) / q_max),
-            math.sqrt(max(C_MEDIUM - c_i, 0.0) / (C_MEDIUM - C_N)))
+    """``(R_d, Q)`` of the scenario's oxygen parameters (D_O, c_medium and c_n fixed, as
+    the scenario states them, in um^2/day and mmHg)."""
+    from tumorpde.model.config import check, load
+
+    par = check(load(str(CONFIG))).parameters
+    d_o, c_m, c_n = (float(par[k][0]) for k in ("D_O", "c_medium", "c_n"))
+    return (math.sqrt(6 * d_o * (c_m - c_n) / q_max),
+            math.sqrt(max(c_m - c_i, 0.0) / (c_m - c_n)))
 
 
 def rmse(model: np.ndarray, value: np.ndarray, kind: np.ndarray) -> dict[str, float]:
@@ -160,8 +164,7 @@ def main() -> None:
     args, out, runs = experiment_setup(__file__, __doc__)
     size = args.size
     data_dir = HERE / "data" if args.output is None else out / "data"
-    config = str(Path(__file__).resolve().parents[2] / "tumorpde" / "examples" /
-                 "spheroid.toml")
+    config = str(CONFIG)
     per: dict[str, dict] = {}
     for n in DENSITIES[size]:
         data, r0 = convert(n, data_dir, END[size])
