@@ -50,29 +50,13 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
     return float(values[order][np.searchsorted(cum, 0.5 * cum[-1])])
 
 
-def nodal_weights(problem: tp.Problem) -> np.ndarray:
-    """The lumped mass ``int phi_i dx`` of each owned node of the scalar space."""
-    import ufl
-    from dolfinx import fem
-    from dolfinx.fem.petsc import assemble_vector
-
-    disc = problem.disc
-    v = ufl.TestFunction(disc.V0)
-    b = assemble_vector(fem.form(disc.weighted(v) * ufl.dx(domain=disc.domain.mesh)))
-    b.ghostUpdate(addv=1, mode=1)  # ADD_VALUES, SCATTER_REVERSE
-    n = disc.V0.dofmap.index_map.size_local
-    out = b.array[:n].copy()
-    b.destroy()
-    return out
-
-
 def main() -> None:
     args, out, _ = experiment_setup(__file__, __doc__)
     comm = MPI.COMM_WORLD
     problem = tp.Problem(load_dict(model_at_size(MODEL, args.size,
                                                  ["output.progress=false"])), comm)
     p_ref = float(problem.disc.constants["o2_reference"].value)
-    weights = nodal_weights(problem)
+    weights = problem.disc.volume_mass()  # int(phi_i) of the owned nodes
     n = problem.disc.V0.dofmap.index_map.size_local
     rows: list[dict] = []
     hist: dict[float, np.ndarray] = {}
